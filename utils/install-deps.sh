@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs every Debian package kata-cpp needs to build, test and run (idempotent).
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential cmake pkg-config git clang-format
+  protobuf-compiler libprotobuf-dev
+  libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
+  libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev
+  libgtest-dev libgmock-dev
+  # guest assets
+  qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod
+  # real peers used by tests and the main job
+  containerd runc skopeo umoci iproute2 tmux procps psmisc
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+echo "install-deps: all packages present" >&2
