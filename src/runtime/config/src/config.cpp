@@ -1,0 +1,2 @@
+// Implementation follows.
+#include "kata/config/config.h"

@@ -1,0 +1,59 @@
+// The hypervisor seam: one VM per sandbox. Qemu is the only implementation that ships.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "kata/hypervisor/config.h"
+
+namespace kata::hypervisor {
+
+struct VmSpec {
+    std::string sandboxId;
+    std::string runDir;             // /run/vc/vm/<sid> (created by start, removed by stop)
+    std::string sharedDir;          // host dir exported as mount_tag kataShared; empty = none
+    std::string extraKernelParams;  // from the agent config (agent.log=debug, ...)
+};
+
+// Where a sandbox's VM lives on the host: /run/vc/vm/<sid>.
+std::string defaultRunDir(const std::string& sandboxId);
+
+class Hypervisor {
+  public:
+    virtual ~Hypervisor() = default;
+    // Returns once QEMU runs and QMP answered; throws naming the cause (missing kernel path,
+    // QEMU's stderr, ...); leaves nothing behind on failure.
+    virtual void start() = 0;
+    // QMP quit, then SIGKILL; reaps; removes runDir; idempotent.
+    virtual void stop(std::chrono::milliseconds timeout) = 0;
+    // For kata::ttrpc::dial: "unix:///run/vc/vm/<sid>/agent.sock" or "vsock://<cid>:1024".
+    virtual std::string agentAddress() const = 0;
+    virtual pid_t pid() const = 0;
+    virtual std::string consoleLogPath() const = 0;
+    virtual std::string consoleTail(size_t lines) const = 0;
+    // Called once, from a watcher thread, if QEMU exits without stop(): reason includes the
+    // exit status and the console tail.
+    virtual void setExitCallback(std::function<void(const std::string& reason)> cb) = 0;
+    virtual void pause() = 0;   // QMP stop
+    virtual void resume() = 0;  // QMP cont
+    // Returns the guest PCI path "bus/slot".
+    virtual std::string hotplugBlockDevice(const std::string& id, const std::string& hostPath,
+                                           bool readonly) = 0;
+    virtual void unplugDevice(const std::string& id) = 0;
+};
+
+std::unique_ptr<Hypervisor> createHypervisor(const HypervisorConfig& config, const VmSpec& spec);
+
+// "kvm" or "tcg" for this host. "kvm"/"tcg" are honoured ("kvm" without a working KVM throws
+// saying why); "auto" picks KVM only when it really works, and *warning explains a fallback.
+std::string resolveAccelerator(const std::string& configured, std::string* warning);
+
+// Kills a QEMU left behind by a dead shim: pid is read from <runDir>/pid and only signalled
+// if it is still a QEMU whose command line names runDir; then runDir is removed. Idempotent.
+void cleanupStaleVm(const std::string& runDir);
+
+}  // namespace kata::hypervisor

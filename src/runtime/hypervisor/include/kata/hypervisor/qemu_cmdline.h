@@ -1,0 +1,54 @@
+// Building QEMU's command line from the configuration: a pure function, so it is unit-tested
+// without starting anything.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kata/hypervisor/config.h"
+#include "kata/hypervisor/hypervisor.h"
+
+namespace kata::hypervisor {
+
+// The agent's vsock port (docs/CONTRACTS.md).
+inline constexpr uint32_t kAgentVsockPort = 1024;
+// The virtio-serial port name the agent looks for (docs/CONTRACTS.md).
+inline constexpr const char* kAgentChannelName = "agent.channel.0";
+inline constexpr const char* kSharedFsTag = "kataShared";
+
+// Facts about the host and the run that the command line depends on, decided before building.
+struct QemuLaunchParams {
+    std::string accelerator = "tcg";      // resolved: "kvm" | "tcg"
+    std::string agentChannel = "serial";  // resolved: "serial" | "vsock"
+    uint32_t vsockCid = 0;                // guest-cid when agentChannel == "vsock"
+    uint64_t hostMemoryMiB = 0;           // maxmem for memory hotplug; 0 = no hotplug slots
+};
+
+// Files QEMU uses inside the VM's run dir.
+struct QemuRunPaths {
+    std::string qmpSocket, agentSocket, consoleLog, pidFile, virtiofsSocket;
+    static QemuRunPaths forRunDir(const std::string& runDir);
+};
+
+// Kata's base kernel parameters, the console, panic/quiet handling, the channel hint for the
+// agent, then kernel_params from the config and the VmSpec's extra parameters.
+std::string buildKernelCommandLine(const HypervisorConfig& config, const VmSpec& spec,
+                                   const QemuLaunchParams& launch);
+
+// argv for QEMU, argv[0] = config.path. Does not validate paths (see validateConfig).
+std::vector<std::string> buildQemuCommandLine(const HypervisorConfig& config, const VmSpec& spec,
+                                              const QemuLaunchParams& launch);
+
+// Checks the config before anything is started: paths exist and are readable, sizes are in
+// range, enumerations known. Throws kata::Error(kInvalidArgument) naming key, value and reason.
+void validateConfig(const HypervisorConfig& config, const VmSpec& spec, uint64_t hostMemoryMiB);
+
+// "serial" or "vsock" for the configured agent_channel ("auto": vsock only if
+// /dev/vhost-vsock can be opened). Throws if "vsock" is demanded but unavailable.
+std::string resolveAgentChannel(const std::string& configured, std::string* why = nullptr);
+
+// Total host RAM in MiB (/proc/meminfo MemTotal).
+uint64_t hostMemoryMiB();
+
+}  // namespace kata::hypervisor

@@ -1,0 +1,2 @@
+// Implementation follows.
+#include "kata/hypervisor/hypervisor.h"
