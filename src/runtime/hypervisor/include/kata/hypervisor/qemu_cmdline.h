@@ -16,13 +16,18 @@ inline constexpr uint32_t kAgentVsockPort = 1024;
 // The virtio-serial port name the agent looks for (docs/CONTRACTS.md).
 inline constexpr const char* kAgentChannelName = "agent.channel.0";
 inline constexpr const char* kSharedFsTag = "kataShared";
+// The PCI bridge hotplugged block devices sit behind, at this slot of the root bus.
+inline constexpr const char* kHotplugBridgeId = "pci-bridge-0";
+inline constexpr int kHotplugBridgeSlot = 2;
 
 // Facts about the host and the run that the command line depends on, decided before building.
 struct QemuLaunchParams {
     std::string accelerator = "tcg";      // resolved: "kvm" | "tcg"
     std::string agentChannel = "serial";  // resolved: "serial" | "vsock"
     uint32_t vsockCid = 0;                // guest-cid when agentChannel == "vsock"
+    int vhostFd = -1;                     // an open /dev/vhost-vsock holding vsockCid, or -1
     uint64_t hostMemoryMiB = 0;           // maxmem for memory hotplug; 0 = no hotplug slots
+    uint32_t hostCpus = 1;                // maxcpus when default_maxvcpus is 0
 };
 
 // Files QEMU uses inside the VM's run dir.
@@ -50,5 +55,7 @@ std::string resolveAgentChannel(const std::string& configured, std::string* why 
 
 // Total host RAM in MiB (/proc/meminfo MemTotal).
 uint64_t hostMemoryMiB();
+// Online host CPUs.
+uint32_t hostCpuCount();
 
 }  // namespace kata::hypervisor

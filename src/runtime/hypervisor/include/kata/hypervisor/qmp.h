@@ -3,6 +3,8 @@
 #pragma once
 
 #include <chrono>
+#include <deque>
+#include <functional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +31,12 @@ class QmpClient {
     // query-status's "status" ("running", "paused", ...).
     std::string status();
 
+    // Waits for an asynchronous event named `event` whose "data" satisfies `match` (events that
+    // arrived during earlier commands count). Returns the event, or throws on timeout.
+    nlohmann::json waitEvent(const std::string& event,
+                             const std::function<bool(const nlohmann::json&)>& match,
+                             std::chrono::milliseconds timeout);
+
     const std::string& socketPath() const { return path_; }
 
   private:
@@ -38,6 +46,8 @@ class QmpClient {
     UniqueFd fd_;
     std::string path_;
     std::string buffer_;
+    std::deque<nlohmann::json> events_;
+    uint64_t nextId_ = 1;
 };
 
 }  // namespace kata::hypervisor
