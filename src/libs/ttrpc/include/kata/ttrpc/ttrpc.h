@@ -133,8 +133,9 @@ class Client {
     bool connected() const;
     void close();
 
+    struct Impl;  // opaque; public only so the stream implementation can share it
+
   private:
-    struct Impl;
     std::shared_ptr<Impl> impl_;
 };
 
