@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "containerd/cgroups/stats/v1/metrics.pb.h"
 #include "containerd/events/task.pb.h"
 #include "containerd/runtime/task/v2/shim.pb.h"
 #include "containerd/runtimeoptions/v1/api.pb.h"
@@ -70,6 +71,16 @@ TEST(ContainerdWire, ServiceNames) {
                   ->service(0)
                   ->full_name(),
               "containerd.services.events.ttrpc.v1.Events");
+}
+
+TEST(ContainerdWire, CgroupMetrics) {
+    io::containerd::cgroups::v1::Metrics m;
+    m.mutable_memory()->mutable_usage()->set_usage(5);  // memory 4 -> 0x22; usage 33 -> 0x8a 0x02
+    std::string out;
+    ASSERT_TRUE(m.SerializeToString(&out));
+    EXPECT_EQ(out, bytes({0x22, 5, 0x8a, 0x02, 2, 0x10, 5}));
+    EXPECT_EQ(io::containerd::cgroups::v1::Metrics::descriptor()->full_name(),
+              "io.containerd.cgroups.v1.Metrics");
 }
 
 }  // namespace
