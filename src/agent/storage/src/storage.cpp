@@ -98,11 +98,13 @@ bool findOption(const grpc::Storage& s, const std::string& key, std::string* val
     return scan(s.options()) || scan(s.driver_options());
 }
 
+// shown: how the error names the source when it is not the mount source itself.
 void doMount(const std::string& what, const std::string& source, const std::string& target,
-             const std::string& fstype, unsigned long flags, const std::string& data) {
+             const std::string& fstype, unsigned long flags, const std::string& data,
+             const std::string& shown = "") {
     if (::mount(source.c_str(), target.c_str(), fstype.empty() ? nullptr : fstype.c_str(), flags,
                 data.empty() ? nullptr : data.c_str()) != 0) {
-        throwErrno("mount " + what, quote(source) + " on " + target);
+        throwErrno("mount " + what, (shown.empty() ? quote(source) : shown) + " on " + target);
     }
 }
 
@@ -263,8 +265,8 @@ StorageManager::Entry StorageManager::mountOne(const grpc::Storage& s, const std
                      "source is neither a PCI path nor a device path");
             }
             makeDirs(mp, false);
-            doMount(driver + " " + quote(s.source()) + " (" + dev + ", " + s.fstype() + ")", dev,
-                    mp, s.fstype(), mo.flags, mo.data);
+            doMount(driver, dev, mp, s.fstype(), mo.flags, mo.data,
+                    quote(s.source()) + " (" + dev + ", " + s.fstype() + ")");
             entry.mounted = true;
         } else if (driver == kDriverEphemeral) {
             makeDirs(mp, false);
@@ -310,10 +312,30 @@ StorageManager::Entry StorageManager::mountOne(const grpc::Storage& s, const std
             entry.mounted = true;
             remountBindFlags(driver, src, mp, mo.flags);
         } else if (driver == kDriverOverlayFs) {
+            // Every layer must come from the sandbox's own tree.
             for (const auto& o : s.options()) {
-                if (hasDotDot(o))
+                if (hasDotDot(o)) {
                     fail(StatusCode::kInvalidArgument, s, mp,
                          "option " + quote(o) + " contains \"..\"");
+                }
+                auto eq = o.find('=');
+                std::string key = o.substr(0, eq);
+                if (eq == std::string::npos ||
+                    (key != "lowerdir" && key != "upperdir" && key != "workdir"))
+                    continue;
+                std::string dirs = o.substr(eq + 1);
+                size_t i = 0;
+                while (i <= dirs.size()) {
+                    size_t j = dirs.find(':', i);
+                    if (j == std::string::npos) j = dirs.size();
+                    std::string dir = dirs.substr(i, j - i);
+                    if (dir.empty() || dir.front() != '/' ||
+                        !isUnder(normalizeAbsolute(dir), rootDir_)) {
+                        fail(StatusCode::kInvalidArgument, s, mp,
+                             key + " " + quote(dir) + " is outside " + rootDir_);
+                    }
+                    i = j + 1;
+                }
             }
             for (const char* key : {"upperdir", "workdir"}) {
                 std::string dir;

@@ -300,6 +300,16 @@ TEST_F(StorageTest, BlockDeviceByPciPathMountsRealExt4) {
 
     StorageManager mgr(root);
     mgr.setDeviceEnvironment(env);
+    // A filesystem type the kernel lacks: the error names the PCI path, the node and the type.
+    try {
+        mgr.add("c1", list({storage("blk", "02/01", root + "/bad", {}, "bogusfs")}));
+        ADD_FAILURE() << "mount with an unknown fstype succeeded";
+    } catch (const SystemError& e) {
+        EXPECT_EQ(std::string(e.what()), "mount blk \"02/01\" (" + loop + ", bogusfs) on " + root +
+                                             "/bad: No such device (ENODEV)");
+    }
+    EXPECT_FALSE(fs::exists(root + "/bad"));
+
     auto points = mgr.add(
         "c1", list({storage("blk", "02/01", root + "/sandbox/storage/vol", {"nodev"}, "ext4")}));
     EXPECT_TRUE(isMounted(points[0]));
@@ -307,6 +317,33 @@ TEST_F(StorageTest, BlockDeviceByPciPathMountsRealExt4) {
     EXPECT_TRUE(fs::exists(points[0] + "/lost+found"));
     mgr.remove("c1");
     EXPECT_FALSE(isMounted(points[0]));
+}
+
+TEST_F(StorageTest, OverlayLayersFromTheSandboxTree) {
+    fs::create_directories(root + "/layers/lower");
+    std::ofstream(root + "/layers/lower/base") << "base";
+    StorageManager mgr(root);
+    std::string ov = root + "/ov";
+    auto points =
+        mgr.add("c1", list({storage("overlayfs", "overlay", ov + "/merged",
+                                    {"lowerdir=" + root + "/layers/lower",
+                                     "upperdir=" + ov + "/upper", "workdir=" + ov + "/work"})}));
+    EXPECT_EQ(mountFsType(points[0]), "overlay");
+    EXPECT_TRUE(fs::exists(points[0] + "/base"));
+    std::ofstream(points[0] + "/new") << "n";
+    EXPECT_TRUE(fs::exists(ov + "/upper/new"));  // writes land in the upper layer
+    EXPECT_FALSE(fs::exists(root + "/layers/lower/new"));
+    mgr.remove("c1");
+    EXPECT_FALSE(isMounted(points[0]));
+
+    expectError(StatusCode::kInvalidArgument,
+                [&] {
+                    mgr.add("c2",
+                            list({storage("overlayfs", "overlay", ov + "/m2",
+                                          {"lowerdir=/usr:" + root + "/layers/lower",
+                                           "upperdir=" + ov + "/u2", "workdir=" + ov + "/w2"})}));
+                },
+                {"overlayfs", ov + "/m2", "lowerdir \"/usr\" is outside"});
 }
 
 TEST(MountOptionsTest, FlagsAndData) {
