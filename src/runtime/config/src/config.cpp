@@ -166,9 +166,10 @@ class Section {
         if (!n) return;
         if (!n->is_integer()) fail(key, "expected an integer, got " + typeName(*n));
         int64_t v = *n->value<int64_t>();
-        if (v < min || v > max)
-            fail(key, std::to_string(v) + " out of range [" + std::to_string(min) + ", " +
-                          std::to_string(max) + "]");
+        if (v < min)
+            fail(key, "must be at least " + std::to_string(min) + ", got " + std::to_string(v));
+        if (v > max)
+            fail(key, "must be at most " + std::to_string(max) + ", got " + std::to_string(v));
         out = static_cast<uint32_t>(v);
     }
 

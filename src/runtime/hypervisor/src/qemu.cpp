@@ -247,7 +247,7 @@ class Qemu final : public Hypervisor {
         if (virtiofsdGuard) virtiofsdGuard->release();
         runDirGuard.release();
         started_ = true;
-        log_.with("pid", std::to_string(pid)).info("QEMU running");
+        log_.with("qemu_pid", std::to_string(pid)).info("QEMU running");
     }
 
     void stop(std::chrono::milliseconds timeout) override {
@@ -267,7 +267,8 @@ class Qemu final : public Hypervisor {
                 log_.debug("QMP quit failed, will kill", {{"error", e.what()}});
             }
             if (!waitExited(timeout)) {
-                log_.warn("QEMU did not quit in time, killing it", {{"pid", std::to_string(pid_)}});
+                log_.warn("QEMU did not quit in time, killing it",
+                          {{"qemu_pid", std::to_string(pid_)}});
                 ::kill(pid_, SIGKILL);
                 if (!waitExited(30s))
                     throw Error(StatusCode::kInternal,
@@ -321,6 +322,12 @@ class Qemu final : public Hypervisor {
     void setExitCallback(std::function<void(const std::string&)> cb) override {
         std::lock_guard lock(exitMu_);
         exitCallback_ = std::move(cb);
+    }
+
+    std::string status() override {
+        std::lock_guard qmpLock(qmpMu_);
+        requireRunning("QMP query-status");
+        return qmp_->status();
     }
 
     void pause() override { qmpCommand("stop", nlohmann::json::object()); }
@@ -570,7 +577,7 @@ void cleanupStaleVm(const std::string& runDir) {
     if (pid > 0 && !processGone(pid) &&
         readFile("/proc/" + std::to_string(pid) + "/cmdline").find(runDir) != std::string::npos) {
         log::Logger("qemu")
-            .with("pid", std::to_string(pid))
+            .with("qemu_pid", std::to_string(pid))
             .warn("killing QEMU left behind", {{"run_dir", runDir}});
         ::kill(pid, SIGKILL);
         for (int i = 0; i < 500 && !processGone(pid); ++i) {

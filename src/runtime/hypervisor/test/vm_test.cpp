@@ -1,0 +1,214 @@
+// Boots real VMs (TCG here, KVM where it works) with Debian's kernel and a busybox initrd.
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "kata/common/error.h"
+#include "kata/hypervisor/hypervisor.h"
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+using kata::hypervisor::HypervisorConfig;
+using kata::hypervisor::VmSpec;
+
+namespace {
+
+constexpr const char* kQemu = "/usr/bin/qemu-system-x86_64";
+constexpr const char* kMarker = "kata-hypervisor-test: init running";
+
+std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Any process whose command line mentions `needle` (a run dir unique to one test).
+bool processMentioning(const std::string& needle) {
+    for (const auto& e : fs::directory_iterator("/proc")) {
+        std::string name = e.path().filename();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::string cmdline = readFile(e.path().string() + "/cmdline");
+        std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+        std::string stat = readFile(e.path().string() + "/stat");
+        bool zombie = stat.find(") Z ") != std::string::npos;
+        if (!zombie && cmdline.find(needle) != std::string::npos) return true;
+    }
+    return false;
+}
+
+class TempDir {
+  public:
+    TempDir() {
+        char tmpl[] = "/tmp/kata-hv-vm.XXXXXX";
+        if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path_, ec);
+    }
+    const std::string& path() const { return path_; }
+
+  private:
+    std::string path_;
+};
+
+class VmTest : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        if (::access(kQemu, X_OK) != 0) return;
+        guestDir_ = new TempDir();
+        const std::string log = guestDir_->path() + "/make-test-guest.log";
+        std::string cmd = std::string("bash '") + KATA_TEST_GUEST_SCRIPT + "' '" +
+                          guestDir_->path() + "' >'" + log + "' 2>&1";
+        guestReady_ = std::system(cmd.c_str()) == 0;
+        if (!guestReady_) guestLog_ = readFile(log);
+    }
+    static void TearDownTestSuite() {
+        delete guestDir_;
+        guestDir_ = nullptr;
+    }
+
+    void SetUp() override {
+        if (::access(kQemu, X_OK) != 0) GTEST_SKIP() << kQemu << " is not installed";
+        ASSERT_TRUE(guestReady_) << "make-test-guest.sh failed to build the test guest:\n"
+                                 << guestLog_;
+        config_.path = kQemu;
+        config_.kernel = guestDir_->path() + "/kernel";
+        config_.initrd = guestDir_->path() + "/initrd";
+        config_.defaultMemoryMiB = 256;
+        config_.accelerator = "auto";
+        config_.agentChannel = "serial";
+        fs::create_directories(work_.path() + "/shared");
+        spec_.sandboxId = "hvtest-" + std::to_string(::getpid());
+        spec_.runDir = work_.path() + "/run/" + spec_.sandboxId;
+        spec_.sharedDir = work_.path() + "/shared";
+    }
+
+    // Waits until the guest's init printed its marker on the console.
+    static bool waitForMarker(const kata::hypervisor::Hypervisor& vm, std::chrono::seconds limit) {
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (readFile(vm.consoleLogPath()).find(kMarker) != std::string::npos) return true;
+            std::this_thread::sleep_for(200ms);
+        }
+        return false;
+    }
+
+    static TempDir* guestDir_;
+    static bool guestReady_;
+    static inline std::string guestLog_;
+    TempDir work_;
+    HypervisorConfig config_;
+    VmSpec spec_;
+};
+
+TempDir* VmTest::guestDir_ = nullptr;
+bool VmTest::guestReady_ = false;
+
+TEST_F(VmTest, BootsPausesResumesHotplugsAndStopsLeavingNothing) {
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    vm->start();
+    const pid_t pid = vm->pid();
+    ASSERT_GT(pid, 0);
+    EXPECT_EQ(::kill(pid, 0), 0);
+    EXPECT_EQ(std::atoi(readFile(spec_.runDir + "/pid").c_str()), pid);
+    EXPECT_TRUE(fs::exists(spec_.runDir + "/qmp.sock"));
+    EXPECT_TRUE(fs::exists(spec_.runDir + "/agent.sock"));
+    EXPECT_EQ(vm->agentAddress(), "unix://" + spec_.runDir + "/agent.sock");
+    EXPECT_EQ(vm->status(), "running");
+
+    ASSERT_TRUE(waitForMarker(*vm, 180s)) << "console so far:\n" << vm->consoleTail(40);
+    EXPECT_NE(vm->consoleTail(5).find(kMarker), std::string::npos);
+
+    vm->pause();
+    EXPECT_EQ(vm->status(), "paused");
+    vm->resume();
+    EXPECT_EQ(vm->status(), "running");
+
+    std::vector<std::string> disks;
+    for (const char* name : {"disk1.img", "disk2.img"}) {
+        disks.push_back(work_.path() + "/" + name);
+        { std::ofstream(disks.back()).put('\0'); }
+        fs::resize_file(disks.back(), 1 << 20);
+    }
+    EXPECT_EQ(vm->hotplugBlockDevice("vol1", disks[0], false), "02/01");
+    EXPECT_EQ(vm->hotplugBlockDevice("vol2", disks[1], true), "02/02");
+    EXPECT_THROW(vm->hotplugBlockDevice("vol1", disks[1], false), kata::Error);
+    // The guest (acpiphp) releases the device, then QEMU reports DEVICE_DELETED.
+    EXPECT_NO_THROW(vm->unplugDevice("vol1"));
+    EXPECT_EQ(vm->hotplugBlockDevice("vol3", disks[0], true), "02/01");  // slot reused
+    EXPECT_THROW(vm->unplugDevice("no-such-device"), kata::Error);
+
+    vm->stop(10s);
+    EXPECT_NE(::kill(pid, 0), 0) << "QEMU pid " << pid << " still exists after stop";
+    EXPECT_EQ(errno, ESRCH);
+    EXPECT_FALSE(fs::exists(spec_.runDir));
+    EXPECT_FALSE(processMentioning(spec_.runDir));
+    EXPECT_NO_THROW(vm->stop(1s));  // idempotent
+    EXPECT_THROW(vm->pause(), kata::Error);
+    // The console tail stays readable after the run dir is gone.
+    EXPECT_NE(vm->consoleTail(20).find(kMarker), std::string::npos);
+}
+
+TEST_F(VmTest, UnexpectedExitCallsCallbackWithStatusAndConsoleTail) {
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    std::promise<std::string> reasonPromise;
+    auto reason = reasonPromise.get_future();
+    int calls = 0;
+    vm->setExitCallback([&](const std::string& why) {
+        ++calls;
+        reasonPromise.set_value(why);
+    });
+    vm->start();
+    ASSERT_TRUE(waitForMarker(*vm, 180s)) << "console so far:\n" << vm->consoleTail(40);
+
+    ASSERT_EQ(::kill(vm->pid(), SIGKILL), 0);
+    ASSERT_EQ(reason.wait_for(20s), std::future_status::ready) << "exit callback not called";
+    std::string why = reason.get();
+    EXPECT_NE(why.find("killed by signal 9"), std::string::npos) << why;
+    EXPECT_NE(why.find(kMarker), std::string::npos) << why;
+
+    EXPECT_THROW(vm->status(), kata::Error);
+    vm->stop(5s);
+    EXPECT_EQ(calls, 1);
+    EXPECT_FALSE(fs::exists(spec_.runDir));
+}
+
+TEST_F(VmTest, QemuRejectingItsCommandLineFailsStartWithItsMessageAndLeavesNothing) {
+    config_.extraArgs = {"-device", "no-such-device-model"};
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    try {
+        vm->start();
+        FAIL() << "start succeeded with an unknown device";
+    } catch (const kata::Error& e) {
+        std::string msg = e.what();
+        EXPECT_NE(msg.find("no-such-device-model"), std::string::npos) << msg;
+        EXPECT_NE(msg.find("exited with status"), std::string::npos) << msg;
+    }
+    EXPECT_FALSE(fs::exists(spec_.runDir));
+    EXPECT_FALSE(processMentioning(spec_.runDir));
+}
+
+TEST_F(VmTest, CleanupStaleVmKillsQemuLeftBehindByItsPidFile) {
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    vm->start();
+    const pid_t pid = vm->pid();
+    // What `shim delete` does after the shim that started QEMU died: only the run dir is known.
+    kata::hypervisor::cleanupStaleVm(spec_.runDir);
+    EXPECT_FALSE(fs::exists(spec_.runDir));
+    EXPECT_FALSE(processMentioning(spec_.runDir));
+    vm->stop(2s);  // reaps; nothing left to remove
+    EXPECT_NE(::kill(pid, 0), 0);
+}
+
+}  // namespace

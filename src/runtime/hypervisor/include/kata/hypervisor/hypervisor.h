@@ -38,6 +38,8 @@ class Hypervisor {
     // Called once, from a watcher thread, if QEMU exits without stop(): reason includes the
     // exit status and the console tail.
     virtual void setExitCallback(std::function<void(const std::string& reason)> cb) = 0;
+    // QMP query-status: "running", "paused", ...
+    virtual std::string status() = 0;
     virtual void pause() = 0;   // QMP stop
     virtual void resume() = 0;  // QMP cont
     // Returns the guest PCI path "bus/slot".
