@@ -54,102 +54,6 @@ void pointLink(const std::string& link, const std::string& target) {
     if (::rename(tmp.c_str(), link.c_str()) < 0) throwErrno("rename", tmp);
 }
 
-class SerialTest : public ::testing::Test {
-  protected:
-    void SetUp() override {
-        server_.registerRaw("test.Svc", "Echo",
-                            [](const CallContext&, const std::string& p) { return p; });
-        server_.registerRaw("test.Svc", "Block", [this](const CallContext&, const std::string& p) {
-            std::unique_lock<std::mutex> lock(mu_);
-            ++blocked_;
-            cv_.notify_all();
-            cv_.wait(lock, [&] { return released_; });
-            return p;
-        });
-    }
-    void TearDown() override {
-        release();
-        server_.shutdown();
-        if (thread_.joinable()) thread_.join();
-    }
-    void release() {
-        std::lock_guard<std::mutex> lock(mu_);
-        released_ = true;
-        cv_.notify_all();
-    }
-    bool waitBlocked(int n) {
-        std::unique_lock<std::mutex> lock(mu_);
-        return cv_.wait_for(lock, 5s, [&] { return blocked_ >= n; });
-    }
-
-    Server server_;
-    std::thread thread_;
-    std::mutex mu_;
-    std::condition_variable cv_;
-    int blocked_ = 0;
-    bool released_ = false;
-};
-
-TEST_F(SerialTest, ServesAgainWhenTheHostReconnects) {
-    TempDir dir;
-    std::string port = dir.file("agent.channel.0");
-    Pty first = openPty();
-    pointLink(port, first.slavePath);
-    thread_ = std::thread([&] { server_.serveSerial(port); });
-
-    {
-        Client c(std::move(first.master));
-        EXPECT_EQ(c.callRaw("test.Svc", "Echo", "first shim", 5s), "first shim");
-        // A call still running when the host goes away (a WaitProcess of the old shim).
-        std::thread blocked([&] {
-            try {
-                c.callRaw("test.Svc", "Block", "old", 0ms);
-            } catch (const Error&) {
-            }
-        });
-        ASSERT_TRUE(waitBlocked(1));
-        c.close();  // the shim dies: the host end closes
-        blocked.join();
-    }
-
-    // Nobody there for a while: the path names a vanished pty.
-    std::this_thread::sleep_for(300ms);
-
-    Pty second = openPty();
-    pointLink(port, second.slavePath);
-    UniqueFd host = std::move(second.master);
-
-    // The old session's late answer must not leak into the new host's stream.
-    release();
-    std::string stray = testing::readSome(host.get(), 1, 300);
-    EXPECT_EQ(stray, "") << "a response of the previous session reached the new host";
-
-    Client c2(std::move(host));
-    EXPECT_EQ(c2.callRaw("test.Svc", "Echo", "restarted shim", 5s), "restarted shim");
-    EXPECT_EQ(c2.callRaw("test.Svc", "Echo", "again", 5s), "again");
-}
-
-TEST_F(SerialTest, MissingPortDoesNotBurnCpuAndShutdownReturnsPromptly) {
-    TempDir dir;
-    std::string port = dir.file("not-there-yet");
-    thread_ = std::thread([&] { server_.serveSerial(port); });
-    auto before = cpuTime();
-    std::this_thread::sleep_for(1s);
-    auto used = cpuTime() - before;
-    EXPECT_LT(used, 100ms) << "serveSerial spun while the port was missing";
-
-    // The device shows up (hot-plugged port): served without a restart.
-    Pty p = openPty();
-    pointLink(port, p.slavePath);
-    Client c(std::move(p.master));
-    EXPECT_EQ(c.callRaw("test.Svc", "Echo", "hotplug", 5s), "hotplug");
-
-    auto start = std::chrono::steady_clock::now();
-    server_.shutdown();
-    thread_.join();
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
-}
-
 // serveReopening with an opener that hands out socketpair ends: a dead end (peer already closed)
 // behaves like a port with no host, a live one like a connected host.
 class Opener {
@@ -185,6 +89,104 @@ class Opener {
     std::deque<UniqueFd> live_;
     int opens_ = 0;
 };
+
+class SerialTest : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        server_.registerRaw("test.Svc", "Echo",
+                            [](const CallContext&, const std::string& p) { return p; });
+        server_.registerRaw("test.Svc", "Block", [this](const CallContext&, const std::string& p) {
+            std::unique_lock<std::mutex> lock(mu_);
+            ++blocked_;
+            cv_.notify_all();
+            cv_.wait(lock, [&] { return released_; });
+            return p;
+        });
+    }
+    void TearDown() override {
+        release();
+        server_.shutdown();
+        if (thread_.joinable()) thread_.join();
+    }
+    void release() {
+        std::lock_guard<std::mutex> lock(mu_);
+        released_ = true;
+        cv_.notify_all();
+    }
+    bool waitBlocked(int n) {
+        std::unique_lock<std::mutex> lock(mu_);
+        return cv_.wait_for(lock, 5s, [&] { return blocked_ >= n; });
+    }
+
+    // Everything the serving thread uses lives in the fixture, so it outlives that thread even
+    // when a test body returns early.
+    TempDir dir_;
+    Opener opener_;
+    Server server_;
+    std::thread thread_;
+    std::mutex mu_;
+    std::condition_variable cv_;
+    int blocked_ = 0;
+    bool released_ = false;
+};
+
+TEST_F(SerialTest, ServesAgainWhenTheHostReconnects) {
+    std::string port = dir_.file("agent.channel.0");
+    Pty first = openPty();
+    pointLink(port, first.slavePath);
+    thread_ = std::thread([this, port] { server_.serveSerial(port); });
+
+    {
+        Client c(std::move(first.master));
+        EXPECT_EQ(c.callRaw("test.Svc", "Echo", "first shim", 5s), "first shim");
+        // A call still running when the host goes away (a WaitProcess of the old shim).
+        std::thread blocked([&] {
+            try {
+                c.callRaw("test.Svc", "Block", "old", 0ms);
+            } catch (const Error&) {
+            }
+        });
+        ASSERT_TRUE(waitBlocked(1));
+        c.close();  // the shim dies: the host end closes
+        blocked.join();
+    }
+
+    // Nobody there for a while: the path names a vanished pty.
+    std::this_thread::sleep_for(300ms);
+
+    Pty second = openPty();
+    pointLink(port, second.slavePath);
+    UniqueFd host = std::move(second.master);
+
+    // The old session's late answer must not leak into the new host's stream.
+    release();
+    std::string stray = testing::readSome(host.get(), 1, 300);
+    EXPECT_EQ(stray, "") << "a response of the previous session reached the new host";
+
+    Client c2(std::move(host));
+    EXPECT_EQ(c2.callRaw("test.Svc", "Echo", "restarted shim", 5s), "restarted shim");
+    EXPECT_EQ(c2.callRaw("test.Svc", "Echo", "again", 5s), "again");
+}
+
+TEST_F(SerialTest, MissingPortDoesNotBurnCpuAndShutdownReturnsPromptly) {
+    std::string port = dir_.file("not-there-yet");
+    thread_ = std::thread([this, port] { server_.serveSerial(port); });
+    auto before = cpuTime();
+    std::this_thread::sleep_for(1s);
+    auto used = cpuTime() - before;
+    EXPECT_LT(used, 100ms) << "serveSerial spun while the port was missing";
+
+    // The device shows up (hot-plugged port): served without a restart.
+    Pty p = openPty();
+    pointLink(port, p.slavePath);
+    Client c(std::move(p.master));
+    EXPECT_EQ(c.callRaw("test.Svc", "Echo", "hotplug", 5s), "hotplug");
+
+    auto start = std::chrono::steady_clock::now();
+    server_.shutdown();
+    thread_.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
 
 TEST_F(SerialTest, ReopeningBacksOffWhileNoHostAndServesEachNewHost) {
     Opener opener;
