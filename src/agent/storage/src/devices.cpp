@@ -140,6 +140,10 @@ std::string describe(const grpc::Device& d) {
     return s + ")";
 }
 
+std::string baseName(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+void handleVfio(const grpc::Device& device, const DeviceEnvironment& env, DeviceUpdate* update);
+
 }  // namespace
 
 std::string pciPathToSysfs(const std::string& pciPath, const DeviceEnvironment& env) {
@@ -209,6 +213,43 @@ std::string waitForDeviceNode(const std::string& path, const DeviceEnvironment& 
                    [&]() -> std::string { return exists(node) ? node : ""; });
 }
 
+namespace {
+
+void handleVfio(const grpc::Device& device, const DeviceEnvironment& env, DeviceUpdate* update) {
+    const bool guestKernel = device.type() == kDeviceVfioGk || device.type() == kDeviceVfioPciGk;
+    if (device.options().empty()) {
+        throw Error(StatusCode::kInvalidArgument, "no \"<host BDF>=<guest PCI path>\" options");
+    }
+    std::string group;
+    for (const auto& opt : device.options()) {
+        auto eq = opt.find('=');
+        if (eq == std::string::npos || eq == 0) {
+            throw Error(StatusCode::kInvalidArgument,
+                        "option \"" + opt + "\": expected \"<host BDF>=<guest PCI path>\"");
+        }
+        std::string hostBdf = opt.substr(0, eq);
+        std::string pciPath = opt.substr(eq + 1);
+        std::string dir = waitFor(env, "PCI device at PCI path \"" + pciPath + "\"",
+                                  [&] { return pciPathToSysfs(pciPath, env); });
+        update->pciAddresses[hostBdf] = baseName(dir);
+        if (guestKernel) continue;
+        char target[4096];
+        ssize_t n = ::readlink((dir + "/iommu_group").c_str(), target, sizeof target - 1);
+        if (n < 0) throwErrno("read IOMMU group of", dir);
+        std::string g = baseName(std::string(target, static_cast<size_t>(n)));
+        if (!group.empty() && g != group) {
+            throw Error(StatusCode::kInvalidArgument, "PCI devices are in different IOMMU groups " +
+                                                          group + " and " + g + " in the guest");
+        }
+        group = g;
+    }
+    if (!guestKernel && !device.container_path().empty()) {
+        update->guestPath = waitForDeviceNode(env.devRoot + "/vfio/" + group, env);
+    }
+}
+
+}  // namespace
+
 DeviceUpdate handleDevice(const grpc::Device& device, const DeviceEnvironment& env) {
     DeviceUpdate update;
     update.containerPath = device.container_path();
@@ -233,8 +274,13 @@ DeviceUpdate handleDevice(const grpc::Device& device, const DeviceEnvironment& e
         } else if (type == kDeviceScsi) {
             update.guestPath =
                 waitForScsiBlockDevice(device.id().empty() ? device.vm_path() : device.id(), env);
-        } else if (type == kDeviceVfio) {
-            throw Error(StatusCode::kUnimplemented, "vfio devices are not supported yet");
+        } else if (type == kDeviceVfio || type == kDeviceVfioPci || type == kDeviceVfioGk ||
+                   type == kDeviceVfioPciGk) {
+            handleVfio(device, env, &update);
+            if (update.guestPath.empty()) {  // guest-kernel mode: only the env changes
+                update.containerPath.clear();
+                return update;
+            }
         } else {
             throw Error(StatusCode::kInvalidArgument, "unknown device type");
         }
@@ -300,6 +346,27 @@ void applyDeviceUpdates(const DeviceUpdates& updates, grpc::Spec* spec) {
                     break;
                 }
             }
+        }
+    }
+
+    std::map<std::string, std::string> pciMap;
+    for (const auto& [key, u] : updates)
+        pciMap.insert(u.pciAddresses.begin(), u.pciAddresses.end());
+    if (!pciMap.empty() && spec->has_process()) {
+        for (auto& entry : *spec->mutable_process()->mutable_env()) {
+            auto eq = entry.find('=');
+            if (entry.rfind("PCIDEVICE_", 0) != 0 || eq == std::string::npos) continue;
+            std::string value = entry.substr(eq + 1), mapped;
+            size_t i = 0;
+            while (i <= value.size()) {
+                size_t j = value.find(',', i);
+                if (j == std::string::npos) j = value.size();
+                std::string addr = value.substr(i, j - i);
+                auto it = pciMap.find(addr);
+                mapped += (i ? "," : "") + (it == pciMap.end() ? addr : it->second);
+                i = j + 1;
+            }
+            entry = entry.substr(0, eq + 1) + mapped;
         }
     }
 

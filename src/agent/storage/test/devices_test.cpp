@@ -256,12 +256,70 @@ TEST_F(DevicesTest, UnknownAndUnsupportedTypesAreNamed) {
         EXPECT_NE(std::string(e.what()).find("\"x1\" (type floppy"), std::string::npos) << e.what();
     }
     dev.set_type("vfio");
+    dev.add_options("0000:3b:00.1");  // no guest PCI path
     try {
         handleDevice(dev, env);
         ADD_FAILURE();
     } catch (const Error& e) {
-        EXPECT_EQ(e.code(), StatusCode::kUnimplemented);
+        EXPECT_EQ(e.code(), StatusCode::kInvalidArgument);
+        EXPECT_NE(std::string(e.what()).find("\"0000:3b:00.1\""), std::string::npos) << e.what();
     }
+}
+
+TEST_F(DevicesTest, VfioMapsGroupNodeAndPciAddresses) {
+    // Two host functions passed through behind the bridge at slot 02; the guest put them in
+    // IOMMU group 5.
+    std::string bridge = env.sysRoot + "/devices/pci0000:00/0000:00:02.0";
+    fs::create_directories(bridge + "/pci_bus/0000:01");
+    fs::create_directories(env.sysRoot + "/kernel/iommu_groups/5");
+    for (const char* fn : {"0000:01:01.0", "0000:01:02.0"}) {
+        fs::create_directories(bridge + "/" + fn);
+        fs::create_symlink("../../../../kernel/iommu_groups/5", bridge + "/" + fn + "/iommu_group");
+    }
+    fs::create_directories(env.devRoot + "/vfio");
+    std::ofstream(env.devRoot + "/vfio/5").close();
+    nodes[env.devRoot + "/vfio/5"] = {'c', 241, 0};
+
+    grpc::Spec spec = hostSpec();
+    addDevice(&spec, "/dev/vfio/12", "c", 241, 3);
+    addRule(&spec, true, "c", 241, 3, "rw");
+    spec.mutable_process()->add_env("PCIDEVICE_INTEL_COM_SRIOV=0000:3b:00.1,0000:3b:00.2");
+    spec.mutable_process()->add_env("OTHER=0000:3b:00.1");
+
+    google::protobuf::RepeatedPtrField<grpc::Device> devices;
+    auto* vfio = devices.Add();
+    vfio->set_id("vfio-12");
+    vfio->set_type("vfio-pci");
+    vfio->set_container_path("/dev/vfio/12");
+    vfio->add_options("0000:3b:00.1=02/01");
+    vfio->add_options("0000:3b:00.2=02/02");
+    applyDevices(devices, &spec, env);
+
+    const auto& d = spec.linux().devices(3);
+    EXPECT_EQ(d.path(), "/dev/vfio/12");  // the container keeps its path
+    EXPECT_EQ(d.major(), 241);
+    EXPECT_EQ(d.minor(), 0);
+    EXPECT_EQ(spec.linux().resources().devices(4).minor(), 0);
+    std::vector<std::string> env(spec.process().env().begin(), spec.process().env().end());
+    EXPECT_EQ(env, (std::vector<std::string>{"PATH=/bin",
+                                             "PCIDEVICE_INTEL_COM_SRIOV=0000:01:01.0,0000:01:02.0",
+                                             "OTHER=0000:3b:00.1"}));
+}
+
+TEST_F(DevicesTest, VfioGuestKernelModeOnlyRewritesAddresses) {
+    addPciDisk("", "04", "vdq", {'b', 252, 64});  // any PCI function at slot 04
+    grpc::Spec spec = hostSpec();
+    spec.mutable_process()->add_env("PCIDEVICE_NIC=0000:af:00.3");
+    std::string devicesBefore = spec.linux().SerializeAsString();
+    google::protobuf::RepeatedPtrField<grpc::Device> devices;
+    auto* gk = devices.Add();
+    gk->set_id("nic");
+    gk->set_type("vfio-pci-gk");
+    gk->set_container_path("/dev/vfio/40");
+    gk->add_options("0000:af:00.3=04");
+    applyDevices(devices, &spec, env);
+    EXPECT_EQ(spec.linux().SerializeAsString(), devicesBefore);
+    EXPECT_EQ(spec.process().env(1), "PCIDEVICE_NIC=0000:00:04.0");
 }
 
 // The real stat(2) path: /dev/null is a character device 1:3 on every Linux.

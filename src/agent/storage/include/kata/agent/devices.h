@@ -23,7 +23,13 @@ inline constexpr const char* kDeviceBlk = "blk";
 inline constexpr const char* kDeviceVirtioBlk = "virtio-blk";
 inline constexpr const char* kDeviceMmioBlk = "mmioblk";
 inline constexpr const char* kDeviceScsi = "scsi";
+// VFIO PCI devices; options are "<host BDF>=<guest PCI path>". "vfio"/"vfio-pci": the device is
+// bound to vfio in the guest and the container gets /dev/vfio/<guest group>; "vfio-gk"/
+// "vfio-pci-gk": the guest kernel drives it and only the PCI addresses in the env change.
 inline constexpr const char* kDeviceVfio = "vfio";
+inline constexpr const char* kDeviceVfioPci = "vfio-pci";
+inline constexpr const char* kDeviceVfioGk = "vfio-gk";
+inline constexpr const char* kDeviceVfioPciGk = "vfio-pci-gk";
 
 // A guest device node as stat(2) sees it.
 struct DeviceNode {
@@ -48,6 +54,9 @@ struct DeviceUpdate {
     std::string guestPath;         // the device node found in the guest (e.g. /dev/vdb)
     DeviceNode node;               // its type and numbers
     std::vector<std::string> env;  // "KEY=value" entries added to process.env
+    // Host PCI address -> guest PCI address ("0000:3b:00.1" -> "0000:01:02.0"): rewritten in
+    // the values of PCIDEVICE_* env entries (set by SR-IOV device plugins on the host).
+    std::map<std::string, std::string> pciAddresses;
 };
 
 // Collected updates, keyed by container path (entries without a container path use a key
@@ -73,7 +82,8 @@ DeviceUpdate handleDevice(const grpc::Device& device, const DeviceEnvironment& e
 // The one pass: rewrites linux.devices entries whose path is a key (type/major/minor from the
 // guest node), moves linux.resources.devices rules from each old (type, major, minor) to the
 // new one (all computed before any rule is rewritten, so swapped numbers stay correct), and
-// appends env entries. Throws kInvalidArgument, before editing anything, when an update names
+// appends env entries, and maps host PCI addresses to guest ones in PCIDEVICE_* env values.
+// Throws kInvalidArgument, before editing anything, when an update names
 // a container path that the spec does not list.
 void applyDeviceUpdates(const DeviceUpdates& updates, grpc::Spec* spec);
 
