@@ -1,0 +1,247 @@
+#include "fs_share.h"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "kata/common/error.h"
+#include "kata/common/log.h"
+
+namespace kata::shim {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct FlagDef {
+    bool clear;
+    unsigned long flag;
+};
+
+const std::map<std::string, FlagDef>& flagTable() {
+    static const std::map<std::string, FlagDef> t = {
+        {"async", {true, MS_SYNCHRONOUS}},
+        {"atime", {true, MS_NOATIME}},
+        {"bind", {false, MS_BIND}},
+        {"defaults", {false, 0}},
+        {"dev", {true, MS_NODEV}},
+        {"diratime", {true, MS_NODIRATIME}},
+        {"dirsync", {false, MS_DIRSYNC}},
+        {"exec", {true, MS_NOEXEC}},
+        {"mand", {false, MS_MANDLOCK}},
+        {"noatime", {false, MS_NOATIME}},
+        {"nodev", {false, MS_NODEV}},
+        {"nodiratime", {false, MS_NODIRATIME}},
+        {"noexec", {false, MS_NOEXEC}},
+        {"nomand", {true, MS_MANDLOCK}},
+        {"norelatime", {true, MS_RELATIME}},
+        {"nostrictatime", {true, MS_STRICTATIME}},
+        {"nosuid", {false, MS_NOSUID}},
+        {"rbind", {false, MS_BIND | MS_REC}},
+        {"relatime", {false, MS_RELATIME}},
+        {"remount", {false, MS_REMOUNT}},
+        {"ro", {false, MS_RDONLY}},
+        {"rw", {true, MS_RDONLY}},
+        {"strictatime", {false, MS_STRICTATIME}},
+        {"suid", {true, MS_NOSUID}},
+        {"sync", {false, MS_SYNCHRONOUS}},
+    };
+    return t;
+}
+
+const std::map<std::string, unsigned long>& propagationTable() {
+    static const std::map<std::string, unsigned long> t = {
+        {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
+        {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
+        {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
+        {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
+    };
+    return t;
+}
+
+void mkdirs(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw SystemError("create directory", dir, ec.value());
+}
+
+// Decodes the octal escapes mountinfo uses for spaces and the like ("\\040").
+std::string unescapeMountinfo(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '\\' && i + 3 < s.size()) {
+            bool ok = true;
+            int v = 0;
+            for (size_t k = 1; k <= 3; ++k) {
+                char c = s[i + k];
+                if (c < '0' || c > '7') ok = false;
+                v = v * 8 + (c - '0');
+            }
+            if (ok) {
+                out.push_back(static_cast<char>(v));
+                i += 3;
+                continue;
+            }
+        }
+        out.push_back(s[i]);
+    }
+    return out;
+}
+
+void doMount(const std::string& type, const std::string& source, const std::string& target,
+             const ParsedMountOptions& o) {
+    const bool bind = (o.flags & MS_BIND) != 0;
+    const char* data = o.data.empty() ? nullptr : o.data.c_str();
+    // A bind mount ignores MS_RDONLY (and the other per-mount flags) until a remount.
+    unsigned long first = bind ? (o.flags & (MS_BIND | MS_REC)) : o.flags;
+    if (::mount(source.c_str(), target.c_str(), type.empty() || bind ? nullptr : type.c_str(),
+                first, data) != 0) {
+        throw SystemError("mount " + (bind ? std::string("bind") : type) + " \"" + source + "\" on",
+                          target, errno);
+    }
+    unsigned long perMount = o.flags & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    if (bind && perMount) {
+        if (::mount(nullptr, target.c_str(), nullptr, MS_REMOUNT | MS_BIND | perMount, nullptr) !=
+            0) {
+            int err = errno;
+            ::umount2(target.c_str(), MNT_DETACH);
+            throw SystemError("remount bind mount with its flags", target, err);
+        }
+    }
+    if (o.propagation) {
+        if (::mount(nullptr, target.c_str(), nullptr, o.propagation, nullptr) != 0) {
+            int err = errno;
+            ::umount2(target.c_str(), MNT_DETACH);
+            throw SystemError("set mount propagation of", target, err);
+        }
+    }
+}
+
+}  // namespace
+
+ParsedMountOptions parseMountOptions(const std::vector<std::string>& options) {
+    ParsedMountOptions p;
+    for (const std::string& o : options) {
+        if (auto it = flagTable().find(o); it != flagTable().end()) {
+            if (it->second.clear)
+                p.flags &= ~it->second.flag;
+            else
+                p.flags |= it->second.flag;
+            continue;
+        }
+        if (auto it = propagationTable().find(o); it != propagationTable().end()) {
+            p.propagation |= it->second;
+            continue;
+        }
+        if (!p.data.empty()) p.data += ',';
+        p.data += o;
+    }
+    return p;
+}
+
+MountSet::~MountSet() { unmountAll(); }
+MountSet::MountSet(MountSet&& o) noexcept : points_(std::move(o.points_)) { o.points_.clear(); }
+MountSet& MountSet::operator=(MountSet&& o) noexcept {
+    if (this != &o) {
+        unmountAll();
+        points_ = std::move(o.points_);
+        o.points_.clear();
+    }
+    return *this;
+}
+std::vector<std::string> MountSet::release() { return std::exchange(points_, {}); }
+
+void MountSet::unmountAll() {
+    for (auto it = points_.rbegin(); it != points_.rend(); ++it) {
+        if (::umount2(it->c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+            log::Logger("fs-share")
+                .with("path", *it)
+                .warn("unmount " + *it + ": " + SystemError("umount2", *it, errno).what());
+        }
+    }
+    points_.clear();
+}
+
+MountSet mountRootfs(const std::vector<containerd::types::Mount>& mounts, const std::string& bundle,
+                     const std::string& rootPath, const std::string& target) {
+    mkdirs(target);
+    MountSet set;
+    if (mounts.empty()) {
+        std::string src = rootPath.empty() ? "rootfs" : rootPath;
+        if (src[0] != '/') src = bundle + "/" + src;
+        bindMount(src, target, false, set);
+        return set;
+    }
+    for (const auto& m : mounts) {
+        std::vector<std::string> opts(m.options().begin(), m.options().end());
+        ParsedMountOptions o = parseMountOptions(opts);
+        doMount(m.type(), m.source(), target, o);
+        set.add(target);
+    }
+    return set;
+}
+
+void bindMount(const std::string& source, const std::string& target, bool readonly, MountSet& set) {
+    struct stat st {};
+    if (::stat(source.c_str(), &st) != 0) throwErrno("stat bind mount source", source);
+    if (S_ISDIR(st.st_mode)) {
+        mkdirs(target);
+    } else {
+        mkdirs(fs::path(target).parent_path().string());
+        int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) throwErrno("create bind mount target", target);
+        ::close(fd);
+    }
+    ParsedMountOptions o;
+    o.flags = MS_BIND | MS_REC | (readonly ? MS_RDONLY : 0);
+    o.propagation = MS_PRIVATE;
+    doMount("", source, target, o);
+    set.add(target);
+}
+
+std::vector<std::string> mountsUnder(const std::string& prefix) {
+    std::ifstream in("/proc/self/mountinfo");
+    std::vector<std::string> out;
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ls(line);
+        std::string id, parent, devno, root, mp;
+        ls >> id >> parent >> devno >> root >> mp;
+        mp = unescapeMountinfo(mp);
+        if (mp == prefix || mp.rfind(prefix + "/", 0) == 0) out.push_back(mp);
+    }
+    // mountinfo lists in mount order; deeper paths and later mounts go first.
+    std::stable_sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) {
+        return a.size() > b.size();
+    });
+    return out;
+}
+
+std::string cleanupTree(const std::string& prefix) {
+    std::string problems;
+    for (int round = 0; round < 3; ++round) {
+        auto mps = mountsUnder(prefix);
+        if (mps.empty()) break;
+        for (const auto& mp : mps) ::umount2(mp.c_str(), MNT_DETACH);
+    }
+    auto left = mountsUnder(prefix);
+    if (!left.empty()) {
+        problems = "still mounted: " + left.front();
+        return problems;
+    }
+    std::error_code ec;
+    fs::remove_all(prefix, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory) {
+        problems = SystemError("remove", prefix, ec.value()).what();
+    }
+    return problems;
+}
+
+}  // namespace kata::shim

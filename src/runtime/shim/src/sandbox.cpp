@@ -1,0 +1,207 @@
+#include "sandbox.h"
+
+#include <filesystem>
+
+#include "fs_share.h"
+#include "kata/common/error.h"
+
+namespace kata::shim {
+
+namespace fs = std::filesystem;
+
+SandboxDeps realSandboxDeps() {
+    SandboxDeps d;
+    d.createHypervisor = [](const hypervisor::HypervisorConfig& c, const hypervisor::VmSpec& s) {
+        return hypervisor::createHypervisor(c, s);
+    };
+    d.connectAgent = [](const std::string& address, std::chrono::milliseconds timeout) {
+        return connectAgent(address, timeout);
+    };
+    return d;
+}
+
+grpc::Storage sharedFsStorage(const config::RuntimeConfig& cfg) {
+    grpc::Storage st;
+    st.set_source(kShareMountTag);
+    st.set_mount_point(std::string(kGuestSharedDir) + "/");
+    if (cfg.hypervisor.sharedFs == "virtio-fs") {
+        st.set_driver("virtio-fs");
+        st.set_fstype("virtiofs");
+    } else {
+        st.set_driver("9p");
+        st.set_fstype("9p");
+        st.add_options("trans=virtio");
+        st.add_options("version=9p2000.L");
+        st.add_options("msize=" + std::to_string(cfg.hypervisor.msize9p));
+        st.add_options("nodev");
+    }
+    return st;
+}
+
+Sandbox::Sandbox(std::string id, config::RuntimeConfig cfg, Paths paths, SandboxDeps deps)
+    : id_(std::move(id)),
+      cfg_(std::move(cfg)),
+      paths_(std::move(paths)),
+      deps_(std::move(deps)),
+      log_(log::Logger("sandbox").with("sandbox", id_)) {}
+
+Sandbox::~Sandbox() {
+    try {
+        stop();
+    } catch (const std::exception& e) {
+        log_.error(std::string("stop sandbox: ") + e.what());
+    }
+}
+
+void Sandbox::setVmExitHandler(std::function<void(const std::string&)> fn) {
+    std::lock_guard<std::mutex> lk(mu_);
+    onVmExit_ = std::move(fn);
+}
+
+bool Sandbox::vmAlive() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return vm_ && !vmDead_;
+}
+
+std::shared_ptr<AgentClient> Sandbox::agent() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!agent_) {
+        throw Error(StatusCode::kFailedPrecondition, "sandbox " + id_ + ": agent not connected");
+    }
+    return agent_;
+}
+
+pid_t Sandbox::vmPid() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return vm_ ? vm_->pid() : 0;
+}
+
+std::string Sandbox::consoleTail(size_t lines) const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return vm_ ? vm_->consoleTail(lines) : "";
+}
+
+void Sandbox::start() {
+    const std::string shared = sharedDir();
+    std::error_code ec;
+    fs::create_directories(shared, ec);
+    if (ec) throw SystemError("create shared dir", shared, ec.value());
+
+    hypervisor::VmSpec spec;
+    spec.sandboxId = id_;
+    spec.runDir = vmRunDir();
+    spec.sharedDir = cfg_.hypervisor.sharedFs == "none" ? "" : shared;
+    spec.extraKernelParams = config::agentKernelParams(cfg_);
+
+    try {
+        auto vm = deps_.createHypervisor(cfg_.hypervisor, spec);
+        vm->setExitCallback([this](const std::string& reason) {
+            std::function<void(const std::string&)> cb;
+            std::shared_ptr<AgentClient> agent;
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                vmDead_ = true;
+                cb = onVmExit_;
+                agent = agent_;
+            }
+            log_.error("VM exited unexpectedly: " + reason);
+            if (agent) agent->close();  // pending waits and reads fail now
+            if (cb) cb(reason);
+        });
+        log_.info("starting VM");
+        vm->start();
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            vm_ = std::move(vm);
+        }
+        log_.with("pid", std::to_string(vmPid())).info("VM started");
+
+        const auto dialTimeout = std::chrono::seconds(cfg_.agent.dialTimeoutSec);
+        std::string address;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            address = vm_->agentAddress();
+        }
+        std::shared_ptr<AgentClient> agent;
+        try {
+            agent = deps_.connectAgent(address, dialTimeout);
+        } catch (const Error& e) {
+            std::string tail = consoleTail(20);
+            throw Error(e.code(),
+                        std::string(e.what()) + (tail.empty() ? "" : "; guest console:\n" + tail));
+        }
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            agent_ = agent;
+        }
+
+        grpc::CreateSandboxRequest req;
+        req.set_sandbox_id(id_);
+        req.set_hostname("");
+        if (cfg_.hypervisor.sharedFs != "none") *req.add_storages() = sharedFsStorage(cfg_);
+        for (const auto& m : cfg_.agent.kernelModules) {
+            // "name param=value ...": Kata's kernel_modules entries.
+            grpc::KernelModule* km = req.add_kernel_modules();
+            size_t pos = m.find(' ');
+            km->set_name(m.substr(0, pos));
+            while (pos != std::string::npos) {
+                size_t next = m.find(' ', pos + 1);
+                std::string p =
+                    m.substr(pos + 1, next == std::string::npos ? next : next - pos - 1);
+                if (!p.empty()) km->add_parameters(p);
+                pos = next;
+            }
+        }
+        agent->createSandbox(req);
+        log_.info("sandbox created in the guest");
+    } catch (...) {
+        try {
+            stop();
+        } catch (const std::exception& e) {
+            log_.error(std::string("clean up after failed start: ") + e.what());
+        }
+        throw;
+    }
+}
+
+void Sandbox::stop() {
+    std::unique_ptr<hypervisor::Hypervisor> vm;
+    std::shared_ptr<AgentClient> agent;
+    bool dead;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (stopped_) return;
+        stopped_ = true;
+        vm = std::move(vm_);
+        agent = std::move(agent_);
+        dead = vmDead_;
+    }
+    if (agent) {
+        if (!dead) {
+            try {
+                agent->destroySandbox();
+            } catch (const Error& e) {
+                log_.warn(std::string("destroy sandbox in the guest: ") + e.what());
+            }
+        }
+        agent->close();
+    }
+    if (vm) {
+        log_.info("stopping VM");
+        vm->stop(std::chrono::seconds(5));
+    }
+    std::string problem = cleanupTree(paths_.sandboxShareRoot(id_));
+    if (!problem.empty()) log_.warn("clean up shared dir: " + problem);
+}
+
+void Sandbox::pauseVm() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (vm_) vm_->pause();
+}
+
+void Sandbox::resumeVm() {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (vm_) vm_->resume();
+}
+
+}  // namespace kata::shim

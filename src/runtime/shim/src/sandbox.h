@@ -1,0 +1,77 @@
+// One pod: its VM (through the hypervisor library), the agent connection and the shared
+// directory. Containers live in the task service; the sandbox is what they run in.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "agent_client.h"
+#include "kata/common/log.h"
+#include "kata/config/config.h"
+#include "kata/hypervisor/hypervisor.h"
+#include "paths.h"
+
+namespace kata::shim {
+
+// The two things the sandbox creates that tests replace: the VM and the agent connection.
+struct SandboxDeps {
+    std::function<std::unique_ptr<hypervisor::Hypervisor>(const hypervisor::HypervisorConfig&,
+                                                          const hypervisor::VmSpec&)>
+        createHypervisor;
+    std::function<std::shared_ptr<AgentClient>(const std::string& address,
+                                               std::chrono::milliseconds timeout)>
+        connectAgent;
+};
+SandboxDeps realSandboxDeps();
+
+// The guest storage that mounts the share (driver 9p, source kataShared) at
+// /run/kata-containers/shared/containers/.
+grpc::Storage sharedFsStorage(const config::RuntimeConfig& cfg);
+
+class Sandbox {
+  public:
+    Sandbox(std::string id, config::RuntimeConfig cfg, Paths paths, SandboxDeps deps);
+    ~Sandbox();  // stop()s
+    Sandbox(const Sandbox&) = delete;
+    Sandbox& operator=(const Sandbox&) = delete;
+
+    // Creates the shared dir, boots the VM, waits for the agent (dial_timeout) and creates the
+    // sandbox in the guest. On failure everything made so far is undone before it throws.
+    void start();
+    // Best-effort DestroySandbox, stops the VM, unmounts and removes the share tree. Idempotent.
+    void stop();
+
+    // Called once, from the hypervisor's watcher thread, if the VM dies under us.
+    void setVmExitHandler(std::function<void(const std::string& reason)> fn);
+    bool vmAlive() const;
+
+    const std::string& id() const { return id_; }
+    const config::RuntimeConfig& config() const { return cfg_; }
+    const Paths& paths() const { return paths_; }
+    std::shared_ptr<AgentClient> agent() const;
+    pid_t vmPid() const;
+    std::string vmRunDir() const { return paths_.vmRunDir(id_); }
+    std::string sharedDir() const { return paths_.sharedDir(id_); }
+    std::string consoleTail(size_t lines) const;
+    void pauseVm();
+    void resumeVm();
+
+  private:
+    std::string id_;
+    config::RuntimeConfig cfg_;
+    Paths paths_;
+    SandboxDeps deps_;
+    log::Logger log_;
+    mutable std::mutex mu_;
+    std::unique_ptr<hypervisor::Hypervisor> vm_;
+    std::shared_ptr<AgentClient> agent_;
+    std::function<void(const std::string&)> onVmExit_;
+    bool vmDead_ = false;
+    bool stopped_ = false;
+};
+
+}  // namespace kata::shim

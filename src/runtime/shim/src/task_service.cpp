@@ -1,0 +1,694 @@
+#include "task_service.h"
+
+#include <google/protobuf/empty.pb.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "containerd/events/task.pb.h"
+#include "kata/common/error.h"
+#include "kata/common/version.h"
+#include "kata/oci/spec.h"
+#include "kata/ttrpc/ttrpc.h"
+#include "options.h"
+#include "spec_rewrite.h"
+
+namespace kata::shim {
+
+namespace fs = std::filesystem;
+namespace ev = containerd::events;
+using containerd::v1::types::Status;
+
+namespace {
+constexpr const char* kCriContainerType = "io.kubernetes.cri.container-type";
+constexpr const char* kCriSandboxId = "io.kubernetes.cri.sandbox-id";
+constexpr auto kDrainTimeout = std::chrono::seconds(5);
+constexpr uint32_t kRemoveTimeoutSec = 10;
+constexpr uint32_t kVmLostStatus = 255;
+}  // namespace
+
+struct TaskService::Proc {
+    std::string cid;
+    std::string execId;       // containerd's; "" for the init process
+    std::string agentExecId;  // the agent's: the container id for the init process
+    StdioPaths stdio;
+    grpc::Process execSpec;  // exec processes only
+    Status status = Status::CREATED;
+    uint32_t pid = 0;
+    bool started = false;
+    bool exited = false;
+    uint32_t exitStatus = 0;
+    google::protobuf::Timestamp exitedAt;
+    std::unique_ptr<ProcessIo> io;
+};
+
+struct TaskService::Container {
+    std::string id;
+    std::string bundle;
+    std::shared_ptr<Proc> init;
+    std::map<std::string, std::shared_ptr<Proc>> execs;
+    MountSet mounts;
+    std::vector<std::string> sharedPaths;  // files/dirs made under the shared dir
+    bool paused = false;
+};
+
+TaskService::TaskService(TaskServiceOptions opts, SandboxDeps deps,
+                         std::shared_ptr<EventPublisher> events)
+    : opts_(std::move(opts)),
+      deps_(std::move(deps)),
+      events_(std::move(events)),
+      log_(log::Logger("task-service")) {
+    if (!opts_.loadConfig) {
+        std::string name = opts_.shimName;
+        opts_.loadConfig = [name](const std::string& explicitPath) {
+            return config::loadConfig(config::resolveConfigPath(explicitPath, name));
+        };
+    }
+}
+
+TaskService::~TaskService() {
+    stopSandbox();
+    std::unique_lock<std::mutex> lk(mu_);
+    cv_.wait_for(lk, std::chrono::seconds(5), [&] { return waitersRunning_ == 0; });
+}
+
+void TaskService::setShutdownHandler(std::function<void()> fn) {
+    std::lock_guard<std::mutex> lk(mu_);
+    onShutdown_ = std::move(fn);
+}
+
+size_t TaskService::containerCount() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return containers_.size();
+}
+
+TaskService::Container& TaskService::findContainer(const std::string& cid) {
+    auto it = containers_.find(cid);
+    if (it == containers_.end()) {
+        throw Error(StatusCode::kNotFound, "container " + cid + ": not found");
+    }
+    return *it->second;
+}
+
+std::shared_ptr<TaskService::Proc> TaskService::findProc(const std::string& cid,
+                                                         const std::string& execId,
+                                                         Container** container) {
+    Container& c = findContainer(cid);
+    if (container) *container = &c;
+    if (execId.empty()) return c.init;
+    auto it = c.execs.find(execId);
+    if (it == c.execs.end()) {
+        throw Error(StatusCode::kNotFound,
+                    "exec " + execId + " in container " + cid + ": not found");
+    }
+    return it->second;
+}
+
+std::string TaskService::sandboxIdFor(const grpc::Spec& spec, const std::string& cid) const {
+    const auto& a = spec.annotations();
+    auto type = a.find(kCriContainerType);
+    if (type != a.end() && type->second == "container") {
+        auto sid = a.find(kCriSandboxId);
+        if (sid == a.end() || sid->second.empty()) {
+            throw Error(StatusCode::kInvalidArgument, "create container " + cid + ": annotation " +
+                                                          kCriContainerType +
+                                                          "=container without " + kCriSandboxId);
+        }
+        return sid->second;
+    }
+    return cid;
+}
+
+void TaskService::persistLocked() {
+    if (!sandbox_) return;
+    SandboxState s;
+    s.sandboxId = sandbox_->id();
+    s.ns = opts_.ns;
+    s.vmRunDir = sandbox_->vmRunDir();
+    s.shareRoot = opts_.paths.sandboxShareRoot(s.sandboxId);
+    s.hypervisorPid = sandbox_->vmPid();
+    for (const auto& [id, c] : containers_) {
+        ContainerState cs;
+        cs.id = id;
+        cs.bundle = c->bundle;
+        cs.mounts = c->mounts.points();
+        cs.mounts.insert(cs.mounts.end(), c->sharedPaths.begin(), c->sharedPaths.end());
+        s.containers[id] = cs;
+    }
+    try {
+        saveState(opts_.paths, s);
+    } catch (const Error& e) {
+        log_.with("sandbox", s.sandboxId).warn(std::string("persist sandbox state: ") + e.what());
+    }
+}
+
+void TaskService::stopSandbox() {
+    std::shared_ptr<Sandbox> sb;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        sb = std::move(sandbox_);
+    }
+    if (!sb) return;
+    sb->stop();
+    try {
+        removeState(opts_.paths, sb->id());
+    } catch (const Error& e) {
+        log_.with("sandbox", sb->id()).warn(std::string("remove sandbox state: ") + e.what());
+    }
+}
+
+task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req) {
+    std::lock_guard<std::mutex> createLk(createMu_);
+    const std::string& id = req.id();
+    log::Logger log = log_.with("container", id);
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (containers_.count(id)) {
+            throw Error(StatusCode::kAlreadyExists, "create task " + id + ": already exists");
+        }
+        if (shutdownRequested_) {
+            throw Error(StatusCode::kFailedPrecondition,
+                        "create task " + id + ": the shim is shutting down");
+        }
+    }
+    try {
+        grpc::Spec spec = oci::loadSpecFile(req.bundle() + "/config.json");
+        const std::string sid = sandboxIdFor(spec, id);
+        log = log.with("sandbox", sid);
+
+        std::shared_ptr<Sandbox> sb;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            sb = sandbox_;
+        }
+        bool createdSandbox = false;
+        if (!sb) {
+            if (sid != id) {
+                throw Error(StatusCode::kFailedPrecondition,
+                            "sandbox " + sid + " does not run in this shim");
+            }
+            std::string explicitPath =
+                req.has_options() ? configPathFromOptions(req.options()) : "";
+            config::RuntimeConfig cfg = opts_.loadConfig(explicitPath);
+            if (opts_.debug || cfg.runtime.enableDebug) log::setLevel(log::Level::kDebug);
+            log.with("config", cfg.path).info("loaded configuration");
+            for (const auto& w : cfg.warnings) log.warn("configuration " + cfg.path + ": " + w);
+            log::setGlobalField("sandbox", sid);
+
+            sb = std::make_shared<Sandbox>(sid, std::move(cfg), opts_.paths, deps_);
+            sb->setVmExitHandler([this, log](const std::string& reason) {
+                log.error("the VM is gone; running processes exit with status 255: " + reason);
+            });
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                sandbox_ = sb;
+                persistLocked();  // so `delete` finds the run dir if we die while booting
+            }
+            try {
+                sb->start();
+            } catch (...) {
+                stopSandbox();
+                throw;
+            }
+            createdSandbox = true;
+        }
+
+        try {
+            auto c = std::make_unique<Container>();
+            c->id = id;
+            c->bundle = req.bundle();
+            std::vector<containerd::types::Mount> rootfs(req.rootfs().begin(), req.rootfs().end());
+            c->mounts = mountRootfs(rootfs, req.bundle(), spec.root().path(),
+                                    opts_.paths.containerRootfsHost(sid, id));
+            auto binds = hostBindMounts(spec, id);
+            for (const auto& b : binds) {
+                std::string target = sb->sharedDir() + "/" + b.shareName;
+                c->sharedPaths.push_back(target);
+                bindMount(b.hostSource, target, b.readonly, c->mounts);
+            }
+            GuestSpecOptions gopts;
+            gopts.disableGuestSeccomp = sb->config().runtime.disableGuestSeccomp;
+            rewriteSpecForGuest(spec, id, binds, gopts);
+
+            grpc::CreateContainerRequest creq;
+            creq.set_container_id(id);
+            creq.set_exec_id(id);
+            *creq.mutable_oci() = spec;
+            sb->agent()->createContainer(creq);
+
+            auto p = std::make_shared<Proc>();
+            p->cid = id;
+            p->agentExecId = id;
+            p->stdio = {req.stdin(), req.stdout(), req.stderr(), req.terminal()};
+            p->pid = static_cast<uint32_t>(sb->vmPid());
+            c->init = p;
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                containers_[id] = std::move(c);
+                persistLocked();
+            }
+            log.with("pid", std::to_string(p->pid)).info("container created");
+
+            ev::TaskCreate e;
+            e.set_container_id(id);
+            e.set_bundle(req.bundle());
+            *e.mutable_rootfs() = req.rootfs();
+            e.mutable_io()->set_stdin(req.stdin());
+            e.mutable_io()->set_stdout(req.stdout());
+            e.mutable_io()->set_stderr(req.stderr());
+            e.mutable_io()->set_terminal(req.terminal());
+            e.set_checkpoint(req.checkpoint());
+            e.set_pid(p->pid);
+            events_->publish(topics::kTaskCreate, e);
+
+            task::CreateTaskResponse resp;
+            resp.set_pid(p->pid);
+            return resp;
+        } catch (...) {
+            if (createdSandbox) stopSandbox();
+            throw;
+        }
+    } catch (const Error& e) {
+        log.error(std::string("create task failed: ") + e.what());
+        throw Error(e.code(), "create task " + id + ": " + e.what());
+    }
+}
+
+void TaskService::startWaiter(const std::shared_ptr<Proc>& p) {
+    std::shared_ptr<AgentClient> agent;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        agent = sandbox_ ? sandbox_->agent() : nullptr;
+        ++waitersRunning_;
+    }
+    std::thread([this, p, agent] {
+        log::Logger log = log_.with("container", p->cid).with("exec", p->execId);
+        uint32_t status = kVmLostStatus;
+        try {
+            if (!agent) throw Error(StatusCode::kUnavailable, "no agent");
+            int32_t st = agent->waitProcess(p->cid, p->agentExecId);
+            status = st < 0 ? kVmLostStatus : static_cast<uint32_t>(st);
+        } catch (const Error& e) {
+            log.warn(std::string("wait for process: ") + e.what());
+        }
+        if (p->io && !p->io->waitOutputDrained(kDrainTimeout)) {
+            log.warn("process output not drained within 5s after exit");
+        }
+        ev::TaskExit e;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            p->exited = true;
+            p->exitStatus = status;
+            p->exitedAt = nowTimestamp();
+            p->status = Status::STOPPED;
+            e.set_container_id(p->cid);
+            e.set_id(p->execId.empty() ? p->cid : p->execId);
+            e.set_pid(p->pid);
+            e.set_exit_status(p->exitStatus);
+            *e.mutable_exited_at() = p->exitedAt;
+        }
+        log.with("exit-status", std::to_string(status)).info("process exited");
+        events_->publish(topics::kTaskExit, e);
+        std::lock_guard<std::mutex> lk(mu_);
+        cv_.notify_all();
+        --waitersRunning_;
+    }).detach();
+}
+
+task::StartResponse TaskService::start(const task::StartRequest& req) {
+    std::shared_ptr<Proc> p;
+    std::shared_ptr<Sandbox> sb;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        p = findProc(req.id(), req.exec_id());
+        if (p->started) {
+            throw Error(StatusCode::kFailedPrecondition,
+                        "start " + req.id() + (req.exec_id().empty() ? "" : "/" + req.exec_id()) +
+                            ": already started");
+        }
+        sb = sandbox_;
+    }
+    if (!sb) throw Error(StatusCode::kFailedPrecondition, "start " + req.id() + ": no sandbox");
+    auto agent = sb->agent();
+    if (req.exec_id().empty()) {
+        agent->startContainer(req.id());
+    } else {
+        grpc::ExecProcessRequest er;
+        er.set_container_id(req.id());
+        er.set_exec_id(req.exec_id());
+        *er.mutable_process() = p->execSpec;
+        agent->execProcess(er);
+    }
+    auto io = std::make_unique<ProcessIo>(agent, p->cid, p->agentExecId, p->stdio);
+    try {
+        io->start();
+    } catch (const Error& e) {
+        log_.with("container", req.id()).error(std::string("start io copiers: ") + e.what());
+    }
+    uint32_t pid;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        p->io = std::move(io);
+        p->started = true;
+        p->status = Status::RUNNING;
+        p->pid = static_cast<uint32_t>(sb->vmPid());
+        pid = p->pid;
+    }
+    startWaiter(p);
+    if (req.exec_id().empty()) {
+        ev::TaskStart e;
+        e.set_container_id(req.id());
+        e.set_pid(pid);
+        events_->publish(topics::kTaskStart, e);
+    } else {
+        ev::TaskExecStarted e;
+        e.set_container_id(req.id());
+        e.set_exec_id(req.exec_id());
+        e.set_pid(pid);
+        events_->publish(topics::kTaskExecStarted, e);
+    }
+    log_.with("container", req.id()).with("exec", req.exec_id()).info("process started");
+    task::StartResponse resp;
+    resp.set_pid(pid);
+    return resp;
+}
+
+task::DeleteResponse TaskService::remove(const task::DeleteRequest& req) {
+    task::DeleteResponse resp;
+    std::unique_ptr<Container> gone;
+    std::shared_ptr<Sandbox> sb;
+    bool last = false;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        Container* c = nullptr;
+        auto p = findProc(req.id(), req.exec_id(), &c);
+        if (p->started && !p->exited) {
+            throw Error(StatusCode::kFailedPrecondition,
+                        "delete " + req.id() + (req.exec_id().empty() ? "" : "/" + req.exec_id()) +
+                            ": process is still running");
+        }
+        if (!p->started && !p->exited) {
+            p->exited = true;
+            p->exitedAt = nowTimestamp();
+            p->status = Status::STOPPED;
+            cv_.notify_all();
+        }
+        resp.set_pid(p->pid);
+        resp.set_exit_status(p->exitStatus);
+        *resp.mutable_exited_at() = p->exitedAt;
+        if (!req.exec_id().empty()) {
+            c->execs.erase(req.exec_id());
+            return resp;
+        }
+        for (auto& [eid, ep] : c->execs) {
+            if (!ep->exited) {
+                log_.with("container", req.id())
+                    .with("exec", eid)
+                    .warn("exec still running while its container is deleted");
+            }
+        }
+        auto it = containers_.find(req.id());
+        gone = std::move(it->second);
+        containers_.erase(it);
+        persistLocked();
+        last = containers_.empty();
+        sb = sandbox_;
+    }
+    log::Logger log = log_.with("container", req.id());
+    if (sb && sb->vmAlive()) {
+        try {
+            sb->agent()->removeContainer(req.id(), kRemoveTimeoutSec);
+        } catch (const Error& e) {
+            log.warn(std::string("remove container in the guest: ") + e.what());
+        }
+    }
+    gone->mounts.unmountAll();
+    std::error_code ec;
+    if (sb)
+        fs::remove_all(fs::path(opts_.paths.containerRootfsHost(sb->id(), req.id())).parent_path(),
+                       ec);
+    for (const auto& path : gone->sharedPaths) fs::remove(path, ec);
+
+    ev::TaskDelete e;
+    e.set_container_id(req.id());
+    e.set_id(req.id());
+    e.set_pid(resp.pid());
+    e.set_exit_status(resp.exit_status());
+    *e.mutable_exited_at() = resp.exited_at();
+    events_->publish(topics::kTaskDelete, e);
+    log.info("container deleted");
+    if (last) {
+        log.info("last container gone: stopping the sandbox");
+        stopSandbox();
+    }
+    return resp;
+}
+
+void TaskService::exec(const task::ExecProcessRequest& req) {
+    grpc::Process spec = oci::processFromJson(req.spec().value());
+    spec.set_terminal(req.terminal());
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        Container& c = findContainer(req.id());
+        if (!c.init->started || c.init->exited) {
+            throw Error(StatusCode::kFailedPrecondition,
+                        "exec " + req.exec_id() + " in container " + req.id() + ": not running");
+        }
+        if (req.exec_id().empty() || c.execs.count(req.exec_id()) || req.exec_id() == req.id()) {
+            throw Error(StatusCode::kAlreadyExists,
+                        "exec " + req.exec_id() + " in container " + req.id() + ": already exists");
+        }
+        auto p = std::make_shared<Proc>();
+        p->cid = req.id();
+        p->execId = req.exec_id();
+        p->agentExecId = req.exec_id();
+        p->stdio = {req.stdin(), req.stdout(), req.stderr(), req.terminal()};
+        p->execSpec = spec;
+        c.execs[req.exec_id()] = p;
+    }
+    ev::TaskExecAdded e;
+    e.set_container_id(req.id());
+    e.set_exec_id(req.exec_id());
+    events_->publish(topics::kTaskExecAdded, e);
+}
+
+task::StateResponse TaskService::state(const task::StateRequest& req) {
+    std::lock_guard<std::mutex> lk(mu_);
+    Container* c = nullptr;
+    auto p = findProc(req.id(), req.exec_id(), &c);
+    task::StateResponse r;
+    r.set_id(req.id());
+    r.set_exec_id(req.exec_id());
+    r.set_bundle(c->bundle);
+    r.set_pid(p->pid);
+    r.set_status(c->paused && !p->exited ? Status::PAUSED : p->status);
+    r.set_stdin(p->stdio.stdinPath);
+    r.set_stdout(p->stdio.stdoutPath);
+    r.set_stderr(p->stdio.stderrPath);
+    r.set_terminal(p->stdio.terminal);
+    if (p->exited) {
+        r.set_exit_status(p->exitStatus);
+        *r.mutable_exited_at() = p->exitedAt;
+    }
+    return r;
+}
+
+task::PidsResponse TaskService::pids(const task::PidsRequest& req) {
+    std::lock_guard<std::mutex> lk(mu_);
+    findContainer(req.id());
+    task::PidsResponse r;
+    // The container's processes live in the guest; the host only has the VM.
+    if (sandbox_) r.add_processes()->set_pid(static_cast<uint32_t>(sandbox_->vmPid()));
+    return r;
+}
+
+void TaskService::pause(const task::PauseRequest& req) {
+    std::shared_ptr<Sandbox> sb;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        findContainer(req.id());
+        sb = sandbox_;
+    }
+    sb->agent()->pauseContainer(req.id());
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        findContainer(req.id()).paused = true;
+    }
+    ev::TaskPaused e;
+    e.set_container_id(req.id());
+    events_->publish(topics::kTaskPaused, e);
+}
+
+void TaskService::resume(const task::ResumeRequest& req) {
+    std::shared_ptr<Sandbox> sb;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        findContainer(req.id());
+        sb = sandbox_;
+    }
+    sb->agent()->resumeContainer(req.id());
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        findContainer(req.id()).paused = false;
+    }
+    ev::TaskResumed e;
+    e.set_container_id(req.id());
+    events_->publish(topics::kTaskResumed, e);
+}
+
+void TaskService::kill(const task::KillRequest& req) {
+    std::shared_ptr<Sandbox> sb;
+    std::string agentExecId;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        auto p = findProc(req.id(), req.exec_id());
+        if (p->exited && !req.all()) {
+            throw Error(StatusCode::kNotFound,
+                        "kill " + req.id() + (req.exec_id().empty() ? "" : "/" + req.exec_id()) +
+                            ": process already finished");
+        }
+        // An empty exec id makes the agent signal every process of the container.
+        agentExecId = req.all() && req.exec_id().empty() ? "" : p->agentExecId;
+        sb = sandbox_;
+    }
+    if (!sb) throw Error(StatusCode::kNotFound, "kill " + req.id() + ": no sandbox");
+    sb->agent()->signalProcess(req.id(), agentExecId, req.signal());
+}
+
+void TaskService::resizePty(const task::ResizePtyRequest& req) {
+    std::shared_ptr<Sandbox> sb;
+    std::shared_ptr<Proc> p;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        p = findProc(req.id(), req.exec_id());
+        if (!p->stdio.terminal || !p->started || p->exited) return;
+        sb = sandbox_;
+    }
+    sb->agent()->ttyWinResize(req.id(), p->agentExecId, req.height(), req.width());
+}
+
+void TaskService::closeIO(const task::CloseIORequest& req) {
+    std::lock_guard<std::mutex> lk(mu_);
+    auto p = findProc(req.id(), req.exec_id());
+    if (req.stdin() && p->io) p->io->closeStdin();
+}
+
+void TaskService::update(const task::UpdateTaskRequest& req) {
+    grpc::LinuxResources res = oci::resourcesFromJson(req.resources().value());
+    std::shared_ptr<Sandbox> sb;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        findContainer(req.id());
+        sb = sandbox_;
+    }
+    sb->agent()->updateContainer(req.id(), res);
+}
+
+task::WaitResponse TaskService::wait(const task::WaitRequest& req) {
+    std::unique_lock<std::mutex> lk(mu_);
+    auto p = findProc(req.id(), req.exec_id());
+    cv_.wait(lk, [&] { return p->exited; });
+    task::WaitResponse r;
+    r.set_exit_status(p->exitStatus);
+    *r.mutable_exited_at() = p->exitedAt;
+    return r;
+}
+
+task::StatsResponse TaskService::stats(const task::StatsRequest& req) {
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        findContainer(req.id());
+    }
+    throw Error(StatusCode::kUnimplemented,
+                "stats of " + req.id() + ": cgroup metrics are not mapped by this shim yet");
+}
+
+task::ConnectResponse TaskService::connect(const task::ConnectRequest& req) {
+    std::lock_guard<std::mutex> lk(mu_);
+    task::ConnectResponse r;
+    r.set_shim_pid(static_cast<uint32_t>(::getpid()));
+    if (sandbox_) r.set_task_pid(static_cast<uint32_t>(sandbox_->vmPid()));
+    r.set_version(versionString());
+    return r;
+}
+
+void TaskService::shutdown(const task::ShutdownRequest& req) {
+    std::function<void()> fn;
+    {
+        std::lock_guard<std::mutex> lk(mu_);
+        if (!containers_.empty() && !req.now()) return;
+        shutdownRequested_ = true;
+        fn = onShutdown_;
+    }
+    stopSandbox();
+    if (fn) fn();
+}
+
+void registerTaskService(ttrpc::Server& server, TaskService& s) {
+    const std::string svc = "containerd.task.v2.Task";
+    using Empty = google::protobuf::Empty;
+    using Ctx = ttrpc::CallContext;
+    server.registerMethod<task::StateRequest, task::StateResponse>(
+        svc, "State", [&s](const Ctx&, const task::StateRequest& r) { return s.state(r); });
+    server.registerMethod<task::CreateTaskRequest, task::CreateTaskResponse>(
+        svc, "Create", [&s](const Ctx&, const task::CreateTaskRequest& r) { return s.create(r); });
+    server.registerMethod<task::StartRequest, task::StartResponse>(
+        svc, "Start", [&s](const Ctx&, const task::StartRequest& r) { return s.start(r); });
+    server.registerMethod<task::DeleteRequest, task::DeleteResponse>(
+        svc, "Delete", [&s](const Ctx&, const task::DeleteRequest& r) { return s.remove(r); });
+    server.registerMethod<task::PidsRequest, task::PidsResponse>(
+        svc, "Pids", [&s](const Ctx&, const task::PidsRequest& r) { return s.pids(r); });
+    server.registerMethod<task::PauseRequest, Empty>(svc, "Pause",
+                                                     [&s](const Ctx&, const task::PauseRequest& r) {
+                                                         s.pause(r);
+                                                         return Empty();
+                                                     });
+    server.registerMethod<task::ResumeRequest, Empty>(
+        svc, "Resume", [&s](const Ctx&, const task::ResumeRequest& r) {
+            s.resume(r);
+            return Empty();
+        });
+    server.registerMethod<task::CheckpointTaskRequest, Empty>(
+        svc, "Checkpoint", [](const Ctx&, const task::CheckpointTaskRequest& r) -> Empty {
+            throw Error(StatusCode::kUnimplemented,
+                        "checkpoint " + r.id() + ": not supported by the kata shim");
+        });
+    server.registerMethod<task::KillRequest, Empty>(svc, "Kill",
+                                                    [&s](const Ctx&, const task::KillRequest& r) {
+                                                        s.kill(r);
+                                                        return Empty();
+                                                    });
+    server.registerMethod<task::ExecProcessRequest, Empty>(
+        svc, "Exec", [&s](const Ctx&, const task::ExecProcessRequest& r) {
+            s.exec(r);
+            return Empty();
+        });
+    server.registerMethod<task::ResizePtyRequest, Empty>(
+        svc, "ResizePty", [&s](const Ctx&, const task::ResizePtyRequest& r) {
+            s.resizePty(r);
+            return Empty();
+        });
+    server.registerMethod<task::CloseIORequest, Empty>(
+        svc, "CloseIO", [&s](const Ctx&, const task::CloseIORequest& r) {
+            s.closeIO(r);
+            return Empty();
+        });
+    server.registerMethod<task::UpdateTaskRequest, Empty>(
+        svc, "Update", [&s](const Ctx&, const task::UpdateTaskRequest& r) {
+            s.update(r);
+            return Empty();
+        });
+    server.registerMethod<task::WaitRequest, task::WaitResponse>(
+        svc, "Wait", [&s](const Ctx&, const task::WaitRequest& r) { return s.wait(r); });
+    server.registerMethod<task::StatsRequest, task::StatsResponse>(
+        svc, "Stats", [&s](const Ctx&, const task::StatsRequest& r) { return s.stats(r); });
+    server.registerMethod<task::ConnectRequest, task::ConnectResponse>(
+        svc, "Connect", [&s](const Ctx&, const task::ConnectRequest& r) { return s.connect(r); });
+    server.registerMethod<task::ShutdownRequest, Empty>(
+        svc, "Shutdown", [&s](const Ctx&, const task::ShutdownRequest& r) {
+            s.shutdown(r);
+            return Empty();
+        });
+}
+
+}  // namespace kata::shim
