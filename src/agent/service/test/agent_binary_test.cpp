@@ -340,6 +340,10 @@ TEST_F(AgentTest, ExecSecondProcessAndSignalIt) {
     createSandbox();
     call("CreateContainer", createReq("c1", {"/bin/sleep", marker_}));
     startContainer("c1");
+    // What expectNothingLeft() looks for exists while the container runs.
+    EXPECT_FALSE(mountsUnder(runDir_).empty());
+    EXPECT_FALSE(processesWith(marker_).empty());
+    EXPECT_FALSE(cgroupDirsNamed(cgroupPrefix_ + "c1").empty());
 
     grpc::ExecProcessRequest ex;
     ex.set_container_id("c1");
