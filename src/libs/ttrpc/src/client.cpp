@@ -27,7 +27,7 @@ StatusCode toStatusCode(int32_t code) {
 }  // namespace
 
 struct Client::Impl {
-    Impl(UniqueFd fd) : ch(std::move(fd), "ttrpc server") {}
+    Impl(UniqueFd fd, const std::string& peer) : ch(std::move(fd), peer) {}
 
     Channel ch;
     std::thread reader;
@@ -91,7 +91,7 @@ void Client::Impl::readLoop() {
             break;
         }
         if (r == Channel::ReadResult::kEof) {
-            reason = "ttrpc connection closed by the server";
+            reason = "ttrpc connection to " + ch.what() + " closed by the peer";
             break;
         }
         if (r == Channel::ReadResult::kClosed) {
@@ -133,8 +133,16 @@ void Client::Impl::readLoop() {
     fail(reason);
 }
 
-Client::Client(UniqueFd fd) : impl_(std::make_shared<Impl>(std::move(fd))) {
+Client::Client(UniqueFd fd) : Client(std::move(fd), "ttrpc server") {}
+
+Client::Client(UniqueFd fd, const std::string& peer)
+    : impl_(std::make_shared<Impl>(std::move(fd), peer)) {
     impl_->reader = std::thread([impl = impl_.get()] { impl->readLoop(); });
+}
+
+std::unique_ptr<Client> Client::connect(const std::string& address,
+                                        std::chrono::milliseconds timeout) {
+    return std::make_unique<Client>(dial(address, timeout), address);
 }
 
 Client::~Client() { close(); }

@@ -360,6 +360,14 @@ void Server::Impl::dispatchRequest(const std::shared_ptr<ServerConn>& conn, uint
     ctx->method = std::move(req.method);
     ctx->metadata = std::move(req.metadata);
     ctx->timeout = std::chrono::nanoseconds(req.timeoutNano > 0 ? req.timeoutNano : 0);
+    if (req.timeoutNano > 0) {
+        auto now = std::chrono::steady_clock::now();
+        auto left = std::chrono::steady_clock::time_point::max() - now;
+        ctx->deadline = ctx->timeout < left
+                            ? now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                        ctx->timeout)
+                            : std::chrono::steady_clock::time_point::max();
+    }
     auto payload = std::make_shared<std::string>(std::move(req.payload));
 
     if (m.unary) {

@@ -152,6 +152,35 @@ TEST_F(TtrpcTest, MetadataAndTimeoutReachTheHandler) {
     EXPECT_EQ(c.callRaw("test.Svc", "Context", "", 0ms), "test.Svc/Context timeout_ms=0 ns:-");
 }
 
+TEST_F(TtrpcTest, DeadlineFollowsTheClientTimeout) {
+    server_.registerRaw("test.Svc", "Deadline", [](const CallContext& ctx, const std::string&) {
+        if (ctx.deadline == std::chrono::steady_clock::time_point::max())
+            return std::string("none");
+        auto left = ctx.deadline - std::chrono::steady_clock::now();
+        return std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(left).count());
+    });
+    Client c = running_->client();
+    EXPECT_EQ(c.callRaw("test.Svc", "Deadline", "", 0ms), "none");
+    long left = std::stol(c.callRaw("test.Svc", "Deadline", "", 3000ms));
+    EXPECT_GT(left, 2000);
+    EXPECT_LE(left, 3000);
+}
+
+TEST_F(TtrpcTest, ConnectNamesTheAddressWhenTheConnectionIsLost) {
+    auto c = Client::connect("unix://" + running_->path(), 5s);
+    EXPECT_EQ(c->callRaw("test.Svc", "Echo", "x", 5s), "x");
+    server_.shutdown();
+    auto e = expectError([&] {
+        // The close may race with this call: either way it fails as unavailable.
+        for (int i = 0; i < 100; ++i) {
+            c->callRaw("test.Svc", "Echo", "x", 5s);
+            std::this_thread::sleep_for(10ms);
+        }
+    });
+    EXPECT_EQ(e.code(), StatusCode::kUnavailable);
+    EXPECT_NE(std::string(e.what()).find(running_->path()), std::string::npos) << e.what();
+}
+
 TEST_F(TtrpcTest, BlockedCallDoesNotBlockOthersOnTheSameConnection) {
     Client c = running_->client();
     auto blocked =

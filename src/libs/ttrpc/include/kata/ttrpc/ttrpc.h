@@ -28,6 +28,9 @@ struct CallContext {
     Metadata metadata;
     // 0 when the client set no timeout.
     std::chrono::nanoseconds timeout{0};
+    // When the client stops waiting (steady clock), time_point::max() without a timeout. The
+    // server does not cancel handlers; long-running ones may check this.
+    std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 
     // First value for key, or nullptr.
     const std::string* metadataValue(const std::string& key) const;
@@ -112,6 +115,11 @@ class ClientStream {
 class Client {
   public:
     explicit Client(UniqueFd fd);
+    // peer names the other side in errors ("unix:///run/vc/vm/<id>/kata.sock").
+    Client(UniqueFd fd, const std::string& peer);
+    // dial(address, timeout) and a Client named after the address.
+    static std::unique_ptr<Client> connect(const std::string& address,
+                                           std::chrono::milliseconds timeout);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
