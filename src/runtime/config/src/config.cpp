@@ -335,7 +335,7 @@ std::vector<std::string> configSearchPaths(const std::string& explicitPath,
     if (const char* env = std::getenv("KATA_CONF_FILE"); env && *env) return {env};
     const std::string name = configFileNameForShim(shimName);
     std::vector<std::string> paths;
-    for (const std::string dir : {std::string(kEtcDir), std::string(kUsrShareDir),
+    for (const std::string& dir : {std::string(kEtcDir), std::string(kUsrShareDir),
                                   std::string(kOptKataDir), defaultsDir()}) {
         std::string p = dir + "/" + name;
         bool seen = false;

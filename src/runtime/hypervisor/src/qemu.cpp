@@ -49,6 +49,41 @@ std::string readFile(const std::string& path) {
     return out.str();
 }
 
+// The end of a file only: console logs of long-lived debug guests grow without bound.
+std::string readTail(const std::string& path, size_t maxBytes = 64 * 1024) {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) return "";
+    std::streamoff size = in.tellg();
+    std::streamoff start = size > static_cast<std::streamoff>(maxBytes) ? size - maxBytes : 0;
+    in.seekg(start);
+    std::string text(static_cast<size_t>(size - start), '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    return text;
+}
+
+// Drops terminal control sequences (firmware clears the screen) so logs stay readable.
+std::string printable(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size(); ++i) {
+        unsigned char c = static_cast<unsigned char>(text[i]);
+        if (c == 0x1b) {  // ESC [ ... final byte, or ESC + one char
+            if (i + 1 < text.size() && text[i + 1] == '[') {
+                i += 2;
+                while (i < text.size() && !(text[i] >= 0x40 && text[i] <= 0x7e)) ++i;
+            } else {
+                ++i;
+            }
+            continue;
+        }
+        if (c == '\r') continue;
+        if (c < 0x20 && c != '\n' && c != '\t') continue;
+        out += static_cast<char>(c);
+    }
+    return out;
+}
+
 std::string lastLines(const std::string& text, size_t lines) {
     if (lines == 0 || text.empty()) return "";
     size_t end = text.size();
@@ -294,7 +329,7 @@ class Qemu final : public Hypervisor {
             qmp_.reset();
         }
         vhostFd_.reset();
-        savedConsoleTail_ = lastLines(readFile(paths_.consoleLog), 200);
+        savedConsoleTail_ = lastLines(printable(readTail(paths_.consoleLog)), 200);
         std::error_code ec;
         fs::remove_all(spec_.runDir, ec);
         if (ec)
@@ -314,7 +349,7 @@ class Qemu final : public Hypervisor {
     std::string consoleLogPath() const override { return paths_.consoleLog; }
 
     std::string consoleTail(size_t lines) const override {
-        std::string text = readFile(paths_.consoleLog);
+        std::string text = printable(readTail(paths_.consoleLog));
         if (text.empty()) return lastLines(savedConsoleTail_, lines);
         return lastLines(text, lines);
     }
@@ -457,7 +492,7 @@ class Qemu final : public Hypervisor {
                 guard.release();
                 throw Error(StatusCode::kInternal, "virtiofsd " + config_.virtioFsDaemon + " " +
                                                        describeWaitStatus(status) + ": " +
-                                                       lastLines(readFile(logPath), 10));
+                                                       lastLines(printable(readTail(logPath)), 10));
             }
             std::this_thread::sleep_for(10ms);
         }
@@ -476,7 +511,7 @@ class Qemu final : public Hypervisor {
                 throw Error(StatusCode::kInternal,
                             "QEMU " + config_.path + " for sandbox " + spec_.sandboxId + " " +
                                 describeWaitStatus(status) +
-                                " during start: " + lastLines(readFile(logPath), 20));
+                                " during start: " + lastLines(printable(readTail(logPath)), 20));
             }
             try {
                 return QmpClient::connect(paths_.qmpSocket, 200ms);
@@ -501,9 +536,11 @@ class Qemu final : public Hypervisor {
             if (!stopping_) {
                 reason = "QEMU pid " + std::to_string(pid) + " for sandbox " + spec_.sandboxId +
                          " " + describeWaitStatus(status);
-                std::string qemuErr = lastLines(readFile(spec_.runDir + "/qemu.log"), 10);
+                std::string qemuErr =
+                    lastLines(printable(readTail(spec_.runDir + "/qemu.log")), 10);
                 if (!qemuErr.empty()) reason += "; QEMU said: " + qemuErr;
-                reason += "; console tail:\n" + lastLines(readFile(paths_.consoleLog), 30);
+                reason +=
+                    "; console tail:\n" + lastLines(printable(readTail(paths_.consoleLog)), 30);
                 cb = exitCallback_;
             }
         }
