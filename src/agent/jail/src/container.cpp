@@ -240,7 +240,7 @@ std::unique_ptr<Container> Container::create(const std::string& id, const grpc::
 
     impl->processes[id] = impl->init;
     undo.armed = false;
-    impl->log.with("pid", std::to_string(pid)).info("container created");
+    impl->log.with("init_pid", std::to_string(pid)).info("container created");
     return std::unique_ptr<Container>(new Container(std::move(impl)));
 }
 

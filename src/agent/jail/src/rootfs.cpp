@@ -111,6 +111,19 @@ struct ChildCtx {
     childFail(c.syncFd, "mount", what, err);
 }
 
+// An O_PATH fd on containerPath that cannot resolve outside the rootfs. Re-open after mounting
+// on it: an fd opened before refers to the covered directory, not to the new mount.
+int openInRoot(const ChildCtx& c, const std::string& containerPath) {
+    struct open_how how = {};
+    how.flags = O_PATH | O_CLOEXEC;
+    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+    std::string rel = cleanContainerPath(containerPath).substr(1);
+    if (rel.empty()) rel = ".";
+    long fd = ::syscall(SYS_openat2, c.rootFd, rel.c_str(), &how, sizeof how);
+    if (fd < 0) childFail(c.syncFd, "open mount point", containerPath, errno);
+    return static_cast<int>(fd);
+}
+
 // Creates the mount point for containerPath inside the rootfs (a directory, or a file when
 // the source is not one) and returns an O_PATH fd on it that is guaranteed to be inside root.
 int makeMountPoint(const ChildCtx& c, const std::string& containerPath, bool dir) {
@@ -133,13 +146,7 @@ int makeMountPoint(const ChildCtx& c, const std::string& containerPath, bool dir
             childFail(c.syncFd, "mkdir", cur, errno);
         }
     }
-    struct open_how how = {};
-    how.flags = O_PATH | O_CLOEXEC;
-    how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
-    std::string relPath = rel.empty() ? "." : rel.substr(1);
-    long fd = ::syscall(SYS_openat2, c.rootFd, relPath.c_str(), &how, sizeof how);
-    if (fd < 0) childFail(c.syncFd, "open mount point", containerPath, errno);
-    return static_cast<int>(fd);
+    return openInRoot(c, containerPath);
 }
 
 std::string fdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
@@ -164,7 +171,9 @@ void doMount(const ChildCtx& c, const MountPlan& m) {
             if (::mount(c.plan.cgroupDirs[0].second.c_str(), target.c_str(), nullptr,
                         MS_BIND | MS_REC, nullptr) != 0)
                 failMount(c, what, errno);
-            bindRemount(c, target, what, m.flags);
+            int mfd = openInRoot(c, m.destination);
+            bindRemount(c, fdPath(mfd), what, m.flags);
+            ::close(mfd);
         } else {
             if (::mount("tmpfs", target.c_str(), "tmpfs", (m.flags & ~MS_RDONLY), "mode=755") != 0)
                 failMount(c, what, errno);
@@ -175,10 +184,18 @@ void doMount(const ChildCtx& c, const MountPlan& m) {
                 std::string st = fdPath(sfd);
                 if (::mount(dir.c_str(), st.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
                     failMount(c, "cgroup " + dir + " on " + sub, errno);
-                bindRemount(c, st, "cgroup " + sub, m.flags);
+                ::close(sfd);
+                sfd = openInRoot(c, sub);
+                bindRemount(c, fdPath(sfd), "cgroup " + sub, m.flags);
                 ::close(sfd);
             }
-            if (m.flags & MS_RDONLY) bindRemount(c, target, what, m.flags | MS_RDONLY);
+            if (m.flags & MS_RDONLY) {
+                int mfd = openInRoot(c, m.destination);
+                if (::mount(nullptr, fdPath(mfd).c_str(), nullptr, MS_REMOUNT | m.flags,
+                            "mode=755") != 0)
+                    failMount(c, "remount " + what + " read-only", errno);
+                ::close(mfd);
+            }
         }
         ::close(fd);
         return;
@@ -196,15 +213,20 @@ void doMount(const ChildCtx& c, const MountPlan& m) {
         unsigned long f = MS_BIND | (m.recursive ? MS_REC : 0);
         if (::mount(m.source.c_str(), target.c_str(), nullptr, f, nullptr) != 0)
             failMount(c, what, errno);
-        if (m.flags & kBindRemountMask) bindRemount(c, target, what, m.flags);
     } else {
         const char* data = m.data.empty() ? nullptr : m.data.c_str();
         if (::mount(m.source.c_str(), target.c_str(), m.type.c_str(), m.flags, data) != 0)
             failMount(c, what, errno);
     }
-    if (m.propagation && ::mount(nullptr, target.c_str(), nullptr, m.propagation, nullptr) != 0)
-        failMount(c, "set propagation of " + m.destination, errno);
     ::close(fd);
+    if ((m.bind && (m.flags & kBindRemountMask)) || m.propagation) {
+        fd = openInRoot(c, m.destination);
+        target = fdPath(fd);
+        if (m.bind && (m.flags & kBindRemountMask)) bindRemount(c, target, what, m.flags);
+        if (m.propagation && ::mount(nullptr, target.c_str(), nullptr, m.propagation, nullptr) != 0)
+            failMount(c, "set propagation of " + m.destination, errno);
+        ::close(fd);
+    }
 }
 
 bool hasMountAt(const RootfsPlan& plan, const char* dest) {
