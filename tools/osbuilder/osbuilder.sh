@@ -14,7 +14,7 @@
 # absolute paths in load order, /proc /sys /dev /run /tmp /etc, /dev/console and /dev/null,
 # busybox with its applet links under --debug-console, then the --extra files.
 #
-# Outputs are reproducible: entries sorted, owners root, times SOURCE_DATE_EPOCH (default 0),
+# Outputs are reproducible: entries sorted, owners root, times SOURCE_DATE_EPOCH (default 1),
 # modes normalised. An output is written next to FILE and renamed into place, so a failed
 # run leaves nothing behind.
 #
@@ -26,7 +26,9 @@ KATA_PROG=osbuilder
 # shellcheck source=../packaging/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../packaging/scripts/lib.sh"
 
-SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
+# e2fsprogs takes a fake time of 0 for "no fake time", hence 1 rather than 0.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1}
+[[ $SOURCE_DATE_EPOCH =~ ^[1-9][0-9]*$ ]] || kata_die "SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH: expected a positive number of seconds"
 BUSYBOX=${KATA_BUSYBOX:-/bin/busybox}
 DEFAULT_COMPRESSION=$(kata_version assets.initrd.compression)
 umask 022
@@ -127,7 +129,8 @@ install_modules() {
   if [ -d "$moddir" ]; then
     cp -a "$moddir" "$tree/lib/modules/$release"
     if [ -f "$moddir/modules.dep" ]; then
-      kata_module_order "$moddir" | sed "s|^|/lib/modules/$release/|" >"$tree/etc/kata-agent/modules.load"
+      kata_module_order "$moddir" | sed "s|^|/lib/modules/$release/|" >"$tree/etc/kata-agent/modules.load" ||
+        kata_die "cannot put the modules of $moddir/modules.dep in load order (see above)"
     fi
   fi
 }
@@ -153,12 +156,17 @@ install_busybox() {
   mkdir -p "$tree/bin" "$tree/usr/sbin"
   cp -L "$BUSYBOX" "$tree/bin/busybox"
   chmod 0755 "$tree/bin/busybox"
-  for applet in $("$BUSYBOX" --list-full); do
-    [ -e "$tree/$applet" ] || [ -L "$tree/$applet" ] || {
-      mkdir -p "$tree/$(dirname "$applet")"
-      ln -s /bin/busybox "$tree/$applet"
-    }
-  done
+  # One link per applet at its usual path. busybox --install in a chroot makes them all in
+  # one process (a fork per applet takes seconds on a loaded machine); the loop is for non-root.
+  "$BUSYBOX" --list-full | awk -v t="$tree" '/\// { d = $0; sub(/\/[^\/]*$/, "", d); print t "/" d }' |
+    LC_ALL=C sort -u | xargs -r mkdir -p
+  if [ "$(id -u)" = 0 ] && chroot "$tree" /bin/busybox --install -s >/dev/null 2>&1; then
+    rm -f "$tree/linuxrc" # busybox adds it for old-style initrds; nothing uses it
+  else
+    (cd "$tree" && "$BUSYBOX" --list-full | while read -r applet; do
+      [ -e "$applet" ] || [ -L "$applet" ] || printf '%s\n' "$applet"
+    done | xargs -r -n1 ln -s /bin/busybox) || kata_die "cannot create the busybox applet links in $tree"
+  fi
   [ -f "$tree/etc/passwd" ] || printf 'root:x:0:0:root:/root:/bin/sh\n' >"$tree/etc/passwd"
   [ -f "$tree/etc/group" ] || printf 'root:x:0:\n' >"$tree/etc/group"
 }
@@ -210,8 +218,8 @@ compress_cmd() {
   case $1 in
     none) echo cat ;;
     gzip) echo "gzip -n -6" ;;
-    zstd) echo "zstd -q -19 -T1" ;;
-    xz) echo "xz --check=crc32 -T1 -6" ;; # the kernel's xz decoder wants CRC32
+    zstd) echo "zstd -q -9 -T1" ;;
+    xz) echo "xz --check=crc32 -T1 -3" ;; # the kernel's xz decoder wants CRC32
     *) kata_die "unknown compression $1 (none, gzip, zstd, xz)" ;;
   esac
 }
@@ -257,6 +265,22 @@ pack_cpio() {
 # uuid_from HEX: a version-4-shaped UUID made from a hash, so images are reproducible.
 uuid_from() { local h=$1; echo "${h:0:8}-${h:8:4}-4${h:13:3}-8${h:17:3}-${h:20:12}"; }
 
+# fix_ext4_times IMAGE TREE: mkfs.ext4 -d copies each file's atime and ctime from the
+# staging tree, and those are "now" (ctime cannot be set; reading a file moves its atime),
+# so set every inode's times to SOURCE_DATE_EPOCH afterwards.
+fix_ext4_times() {
+  local img=$1 tree=$2 cmds log p
+  cmds=$(mktemp "$(dirname "$img")/.debugfs.XXXXXX") || kata_die "cannot create a temp file next to $img"
+  { echo /; echo /lost+found; (cd "$tree" && find . -mindepth 1 -printf '/%P\n'); } | while read -r p; do
+    for t in atime ctime mtime crtime; do printf 'sif "%s" %s @%s\n' "$p" "$t" "$SOURCE_DATE_EPOCH"; done
+  done >"$cmds"
+  log=$(E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$cmds" "$img" 2>&1 >/dev/null)
+  rm -f "$cmds"
+  if grep -Eqi 'error|not found|invalid|cannot|could not' <<<"$log"; then
+    kata_die "setting the file times in $img failed: $(grep -Ei 'error|not found|invalid|cannot|could not' <<<"$log" | head -n3 | tr '\n' ' ')"
+  fi
+}
+
 pack_image() {
   local tree=$1 out=$2 fs=$3 tmp bytes mb uuid
   uuid=$(uuid_from "$(cd "$tree" && find . -printf '%P\n' | LC_ALL=C sort | sha256sum | cut -c1-32)$(sha256sum <"$tree/init" | cut -c1-32)")
@@ -270,15 +294,16 @@ pack_image() {
       rm -f "$tmp"
       if ! E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH mkfs.ext4 -q -F -t ext4 -L kata-rootfs -U "$uuid" \
         -E "hash_seed=$uuid,root_owner=0:0,lazy_itable_init=0,nodiscard" -O ^has_journal \
-        -b 4096 -m 0 -d "$tree" "$tmp" "${mb}M"; then
+        -b 4096 -m 0 -d "$tree" "$tmp" "${mb}M" >/dev/null; then
         rm -f "$tmp"
         kata_die "mkfs.ext4 of $out (${mb} MiB from $tree) failed"
       fi
+      fix_ext4_times "$tmp" "$tree" || { rm -f "$tmp"; exit 1; }
       ;;
     erofs)
       kata_need_cmd mkfs.erofs:erofs-utils
       rm -f "$tmp"
-      if ! mkfs.erofs --quiet -T "$SOURCE_DATE_EPOCH" -U "$uuid" --all-root -L kata-rootfs "$tmp" "$tree" >/dev/null; then
+      if ! mkfs.erofs --quiet -T "$SOURCE_DATE_EPOCH" -U "$uuid" --all-root "$tmp" "$tree" >/dev/null; then
         rm -f "$tmp"
         kata_die "mkfs.erofs of $out from $tree failed"
       fi
@@ -385,7 +410,7 @@ replace_in_ext4() {
     echo "sif /init mode 0100755"
     echo "sif /init uid 0"
     echo "sif /init gid 0"
-    for t in atime mtime ctime; do echo "sif /init $t @$SOURCE_DATE_EPOCH"; done
+    for t in atime mtime ctime crtime; do echo "sif /init $t @$SOURCE_DATE_EPOCH"; done
   } >"$cmds"
   local log
   log=$(E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH debugfs -w -f "$cmds" "$work/img" 2>&1) ||
@@ -486,5 +511,5 @@ case ${1:-} in
   build-guest-assets) shift; exec "$(dirname "${BASH_SOURCE[0]}")/build-guest-assets.sh" "$@" ;;
   -h | --help | help) usage ;;
   "") usage >&2; exit 2 ;;
-  *) usage >&2; kata_die "unknown subcommand $1" ;;
+  *) kata_die "unknown subcommand $1 (initrd, image, replace-agent, floor-initrd, build-guest-assets; see --help)" ;;
 esac

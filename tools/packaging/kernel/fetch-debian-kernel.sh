@@ -62,7 +62,7 @@ fi
 
 # Resolve the package to use.
 pkg=$pin_pkg ver=$pin_ver abi=$pin_abi followed=no
-if ! apt-cache show "$pkg=$ver" >/dev/null 2>&1; then
+if ! kata_apt_has "$pkg" "$ver"; then
   if [ "${KATA_KERNEL_FOLLOW_LATEST:-0}" != 1 ]; then
     kata_die "the pinned guest kernel $pin_pkg=$pin_ver (versions.yaml assets.kernel.debian) is not in the apt archive any more (apt-cache show $pin_pkg=$pin_ver found nothing; run apt-get update?). Update the pin in versions.yaml (apt-cache depends $meta_pkg shows the current one) or set KATA_KERNEL_FOLLOW_LATEST=1 to use that one."
   fi

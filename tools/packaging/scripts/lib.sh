@@ -101,3 +101,9 @@ kata_check_pvh() {
   readelf -nW "$f" 2>/dev/null | grep -Eq '^[[:space:]]*Xen[[:space:]].*(\(0x00000012\)|PHYS32_ENTRY)' ||
     kata_die "$f has no PVH entry note (Xen ELF note XEN_ELFNOTE_PHYS32_ENTRY); QEMU cannot boot it directly"
 }
+
+# kata_apt_has PKG VERSION: the apt archive offers exactly this version of PKG.
+# (apt-cache show PKG=VER exits 0 even when the version does not exist.)
+kata_apt_has() {
+  apt-cache madison "$1" 2>/dev/null | awk -F'|' -v v="$2" '{ gsub(/[[:space:]]/, "", $2) } $2 == v { found = 1 } END { exit !found }'
+}
