@@ -336,7 +336,7 @@ std::vector<std::string> configSearchPaths(const std::string& explicitPath,
     const std::string name = configFileNameForShim(shimName);
     std::vector<std::string> paths;
     for (const std::string& dir : {std::string(kEtcDir), std::string(kUsrShareDir),
-                                  std::string(kOptKataDir), defaultsDir()}) {
+                                   std::string(kOptKataDir), defaultsDir()}) {
         std::string p = dir + "/" + name;
         bool seen = false;
         for (const auto& q : paths) seen = seen || q == p;
