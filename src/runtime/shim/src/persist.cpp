@@ -38,7 +38,8 @@ SandboxState decodeState(const std::string& text, const std::string& what) {
         s.vmRunDir = j.value("vmRunDir", "");
         s.shareRoot = j.value("shareRoot", "");
         s.hypervisorPid = j.value("hypervisorPid", 0);
-        for (const auto& [id, c] : j.value("containers", nlohmann::json::object()).items()) {
+        const nlohmann::json containers = j.value("containers", nlohmann::json::object());
+        for (const auto& [id, c] : containers.items()) {
             ContainerState cs;
             cs.id = c.value("id", id);
             cs.bundle = c.value("bundle", "");
