@@ -33,6 +33,13 @@ void Channel::close() {
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
     if (isSocket_) ::shutdown(fd_.get(), SHUT_RDWR);
+    // Let go of the underlying file now, not when the last handler holding this channel ends:
+    // a virtio-serial port can be open only once, and the next host session must be able to
+    // reopen it while a call of the previous session (a WaitProcess) is still blocked. The fd
+    // number itself stays valid (now /dev/null) until destruction, so no other thread can
+    // touch an unrelated file that reused it.
+    UniqueFd devnull(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (devnull) ::dup3(devnull.get(), fd_.get(), O_CLOEXEC);
 }
 
 bool Channel::waitFor(short events) {
