@@ -275,6 +275,8 @@ class Qemu final : public Hypervisor {
                                                    status + "\" after start, not running");
 
         pid_ = pid;
+        // A pidfd names this very process even after its pid is reaped and reused.
+        pidFd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
         stopping_ = false;
         exited_ = false;
         watcher_ = std::thread([this, pid] { watch(pid); });
@@ -286,55 +288,62 @@ class Qemu final : public Hypervisor {
     }
 
     void stop(std::chrono::milliseconds timeout) override {
-        std::lock_guard lifecycle(lifecycleMu_);
-        if (!started_ || stopped_) return;
+        std::thread watcher;
         {
-            std::lock_guard lock(exitMu_);
-            stopping_ = true;
-        }
-        if (!waitExited(0ms)) {
-            try {
+            std::lock_guard lifecycle(lifecycleMu_);
+            if (!started_ || stopped_) return;
+            {
+                std::lock_guard lock(exitMu_);
+                stopping_ = true;
+            }
+            if (!waitExited(0ms)) {
+                try {
+                    std::lock_guard qmpLock(qmpMu_);
+                    if (qmp_)
+                        qmp_->execute("quit", nlohmann::json::object(),
+                                      std::min<std::chrono::milliseconds>(timeout, 2s));
+                } catch (const std::exception& e) {
+                    log_.debug("QMP quit failed, will kill", {{"error", e.what()}});
+                }
+                if (!waitExited(timeout)) {
+                    log_.warn("QEMU did not quit in time, killing it",
+                              {{"qemu_pid", std::to_string(pid_)}});
+                    killQemu();
+                    if (!waitExited(30s))
+                        throw Error(StatusCode::kInternal, "QEMU pid " + std::to_string(pid_) +
+                                                               " did not die after SIGKILL");
+                }
+            }
+            // Joined below, outside the lock: the exit callback running on it may call stop().
+            watcher = std::move(watcher_);
+            if (virtiofsdPid_ > 0) {
+                ::kill(virtiofsdPid_, SIGTERM);
+                for (int i = 0; i < 100 && ::waitpid(virtiofsdPid_, nullptr, WNOHANG) == 0; ++i)
+                    std::this_thread::sleep_for(10ms);
+                ::kill(virtiofsdPid_, SIGKILL);
+                ::waitpid(virtiofsdPid_, nullptr, 0);
+                virtiofsdPid_ = -1;
+            }
+            {
                 std::lock_guard qmpLock(qmpMu_);
-                if (qmp_)
-                    qmp_->execute("quit", nlohmann::json::object(),
-                                  std::min<std::chrono::milliseconds>(timeout, 2s));
-            } catch (const std::exception& e) {
-                log_.debug("QMP quit failed, will kill", {{"error", e.what()}});
+                qmp_.reset();
             }
-            if (!waitExited(timeout)) {
-                log_.warn("QEMU did not quit in time, killing it",
-                          {{"qemu_pid", std::to_string(pid_)}});
-                ::kill(pid_, SIGKILL);
-                if (!waitExited(30s))
-                    throw Error(StatusCode::kInternal,
-                                "QEMU pid " + std::to_string(pid_) + " did not die after SIGKILL");
-            }
+            vhostFd_.reset();
+            pidFd_.reset();
+            savedConsoleTail_ = lastLines(printable(readTail(paths_.consoleLog)), 200);
+            std::error_code ec;
+            fs::remove_all(spec_.runDir, ec);
+            if (ec)
+                log_.warn("removing run dir failed",
+                          {{"path", spec_.runDir}, {"error", ec.message()}});
+            stopped_ = true;
         }
-        if (watcher_.joinable()) {
-            if (watcher_.get_id() == std::this_thread::get_id())
-                watcher_.detach();  // stop() called from the exit callback
+        if (watcher.joinable()) {
+            if (watcher.get_id() == std::this_thread::get_id())
+                watcher.detach();  // stop() called from the exit callback
             else
-                watcher_.join();
+                watcher.join();
         }
-        if (virtiofsdPid_ > 0) {
-            ::kill(virtiofsdPid_, SIGTERM);
-            for (int i = 0; i < 100 && ::waitpid(virtiofsdPid_, nullptr, WNOHANG) == 0; ++i)
-                std::this_thread::sleep_for(10ms);
-            ::kill(virtiofsdPid_, SIGKILL);
-            ::waitpid(virtiofsdPid_, nullptr, 0);
-            virtiofsdPid_ = -1;
-        }
-        {
-            std::lock_guard qmpLock(qmpMu_);
-            qmp_.reset();
-        }
-        vhostFd_.reset();
-        savedConsoleTail_ = lastLines(printable(readTail(paths_.consoleLog)), 200);
-        std::error_code ec;
-        fs::remove_all(spec_.runDir, ec);
-        if (ec)
-            log_.warn("removing run dir failed", {{"path", spec_.runDir}, {"error", ec.message()}});
-        stopped_ = true;
         log_.info("QEMU stopped");
     }
 
@@ -551,6 +560,12 @@ class Qemu final : public Hypervisor {
         if (cb) cb(reason);
     }
 
+    void killQemu() {
+        if (pidFd_ && ::syscall(SYS_pidfd_send_signal, pidFd_.get(), SIGKILL, nullptr, 0) == 0)
+            return;
+        ::kill(pid_, SIGKILL);
+    }
+
     bool waitExited(std::chrono::milliseconds timeout) {
         std::unique_lock lock(exitMu_);
         return exitCv_.wait_for(lock, timeout, [this] { return exited_; });
@@ -586,6 +601,7 @@ class Qemu final : public Hypervisor {
     pid_t pid_ = -1;
     pid_t virtiofsdPid_ = -1;
     UniqueFd vhostFd_;
+    UniqueFd pidFd_;
     std::thread watcher_;
     bool started_ = false, stopped_ = false;
     std::string savedConsoleTail_;

@@ -249,7 +249,7 @@ std::string resolveAgentChannel(const std::string& configured, std::string* why)
         if (why) *why = "/dev/vhost-vsock is usable";
         return "vsock";
     }
-    if (why) *why = "virtio-serial port (" + reason + ")";
+    if (why) *why = "virtio-serial port; " + reason;
     return "serial";
 }
 
