@@ -82,12 +82,16 @@ int main(int argc, char** argv) {
                    "serve a shell on this vsock port");
     app.add_option("--container-policy-file", cfg.containerPolicyFile, "image signature policy");
     app.add_option("--run-dir", cfg.runDir, "guest state directory (bundles, shared fs)");
+    unsigned dialTimeoutSec = 0;
+    app.add_option("--dial-timeout", dialTimeoutSec,
+                   "seconds to wait for the agent channel device (default 10)");
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         if (cfg.initMode) fatalPowerOff(std::string("parse arguments: ") + e.what());
         return app.exit(e);
     }
+    if (dialTimeoutSec) cfg.dialTimeout = std::chrono::seconds(dialTimeoutSec);
     if (showVersion) {
         std::cout << "kata-agent version " << versionString() << std::endl;
         return 0;

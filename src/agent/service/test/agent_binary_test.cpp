@@ -233,8 +233,9 @@ class AgentTest : public ::testing::Test {
         return req;
     }
 
-    void createSandbox() {
+    void createSandbox(bool sandboxPidns = false) {
         grpc::CreateSandboxRequest req;
+        req.set_sandbox_pidns(sandboxPidns);
         req.set_sandbox_id("sb1");
         req.set_hostname("sb1");
         call("CreateSandbox", req);
@@ -480,6 +481,37 @@ TEST_F(AgentTest, OomKillIsReported) {
     expectNothingLeft();
 }
 
+TEST_F(AgentTest, ContainersShareTheSandboxPidNamespace) {
+    createSandbox(/*sandboxPidns=*/true);
+    call("CreateContainer", createReq("c1", {"/bin/sleep", marker_}));
+    startContainer("c1");
+    auto req = createReq("c2", {"/bin/ps", "-o", "args"});
+    req.set_sandbox_pidns(true);
+    call("CreateContainer", req);
+    startContainer("c2");
+    std::string ps = readUntilEof("c2", "c2", false);
+    EXPECT_EQ(waitProcess("c2", "c2"), 0);
+    EXPECT_NE(ps.find("sleep " + marker_), std::string::npos) << ps;
+    removeContainer("c2");
+    removeContainer("c1");
+    grpc::DestroySandboxRequest d;
+    call("DestroySandbox", d);
+    expectNothingLeft();
+}
+
+TEST_F(AgentTest, WithoutSandboxPidnsContainersAreApart) {
+    createSandbox();
+    call("CreateContainer", createReq("c1", {"/bin/sleep", marker_}));
+    startContainer("c1");
+    call("CreateContainer", createReq("c2", {"/bin/ps", "-o", "args"}));
+    startContainer("c2");
+    std::string ps = readUntilEof("c2", "c2", false);
+    EXPECT_EQ(ps.find("sleep " + marker_), std::string::npos) << ps;
+    removeContainer("c2");
+    removeContainer("c1");
+    expectNothingLeft();
+}
+
 TEST_F(AgentTest, GuestDetailsMetricsAndCopyFile) {
     grpc::GuestDetailsRequest gd;
     gd.set_mem_block_size(true);
@@ -509,6 +541,101 @@ TEST_F(AgentTest, GuestDetailsMetricsAndCopyFile) {
     expectError("CopyFile", cp, StatusCode::kInvalidArgument, {dir_ + "/outside"});
     EXPECT_FALSE(fs::exists(dir_ + "/outside"));
     fs::remove_all(runDir_ + "/shared");
+}
+
+// kata-agent as PID 1 (in fresh pid/mount/net/uts/ipc namespaces, the closest a host gets to a
+// guest): it mounts the base filesystems itself and still serves.
+TEST(AgentInitMode, MountsBaseFilesystemsAndServes) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root for namespaces";
+    if (::access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "unshare(1) missing";
+    char tmpl[] = "/tmp/kata-agent-init-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl, sock = dir + "/agent.sock", logPath = dir + "/agent.log";
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        std::string addr = "unix://" + sock;
+        std::string run = dir + "/run";
+        ::execl("/usr/bin/unshare", "unshare", "--pid", "--fork", "--kill-child", "--mount",
+                "--propagation", "private", "--net", "--uts", "--ipc", KATA_AGENT_BINARY,
+                "--server-addr", addr.c_str(), "--run-dir", run.c_str(), nullptr);
+        _exit(127);
+    }
+    struct Cleanup {
+        pid_t pid;
+        std::string dir;
+        ~Cleanup() {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, nullptr, 0);
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+        }
+    } cleanup{pid, dir};
+
+    kata::ttrpc::Client client(kata::ttrpc::dial("unix://" + sock, 10s));
+    grpc::CheckRequest check;
+    auto health = client.call<grpc::CheckRequest, grpc::HealthCheckResponse>("grpc.Health", "Check",
+                                                                             check, 10s);
+    EXPECT_EQ(health.status(), grpc::HealthCheckResponse::SERVING);
+    grpc::GuestDetailsRequest gd;
+    auto details = client.call<grpc::GuestDetailsRequest, grpc::GuestDetailsResponse>(
+        kSvc, "GetGuestDetails", gd, 10s);
+    EXPECT_TRUE(details.agent_details().init_daemon());
+
+    // The agent is the child of unshare; its mount table shows what it mounted.
+    pid_t agent = 0;
+    std::istringstream children(
+        readAll("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children"));
+    children >> agent;
+    ASSERT_GT(agent, 0);
+    std::string mounts = readAll("/proc/" + std::to_string(agent) + "/mounts");
+    for (const char* want : {" /proc proc ", " /sys sysfs ", " /dev devtmpfs ", " /dev/pts devpts ",
+                             " /dev/shm tmpfs ", " /run tmpfs ", " /sys/fs/cgroup"}) {
+        EXPECT_NE(mounts.find(want), std::string::npos) << "no" << want << "mount in\n" << mounts;
+    }
+    if (HasFailure()) std::cerr << readAll(logPath);
+}
+
+// As PID 1 a fatal error must not end the agent (that panics the kernel): it logs the reason
+// and powers off; in a child pid namespace that ends the namespace.
+TEST(AgentInitMode, MissingChannelPowersOffWithTheReason) {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root for namespaces";
+    if (::access("/usr/bin/unshare", X_OK) != 0) GTEST_SKIP() << "unshare(1) missing";
+    char tmpl[] = "/tmp/kata-agent-init-XXXXXX";
+    ASSERT_NE(::mkdtemp(tmpl), nullptr);
+    const std::string dir = tmpl, logPath = dir + "/agent.log";
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        std::string run = dir + "/run";
+        // No --server-addr: the agent looks for the agent.channel.0 serial port, which a host
+        // namespace does not have.
+        ::execl("/usr/bin/unshare", "unshare", "--pid", "--fork", "--kill-child", "--mount",
+                "--propagation", "private", "--net", "--uts", "--ipc", KATA_AGENT_BINARY,
+                "--run-dir", run.c_str(), "--dial-timeout", "1", nullptr);
+        _exit(127);
+    }
+    bool exited = false;
+    for (int i = 0; i < 200 && !exited; ++i) {
+        exited = ::waitpid(pid, nullptr, WNOHANG) == pid;
+        if (!exited) std::this_thread::sleep_for(50ms);
+    }
+    if (!exited) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+    }
+    EXPECT_TRUE(exited) << "agent as PID 1 did not power off";
+    std::string log = readAll(logPath);
+    EXPECT_NE(log.find("powering off"), std::string::npos) << log;
+    EXPECT_NE(log.find("agent.channel.0"), std::string::npos) << log;
+    std::error_code ec;
+    fs::remove_all(dir, ec);
 }
 
 }  // namespace
