@@ -10,7 +10,9 @@ PACKAGES=(
   libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev
   # guest assets
-  qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod
+  qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod erofs-utils
+  # optional minimal guest kernel (tools/packaging/kernel/build-kernel.sh)
+  flex bison bc libelf-dev
   # real peers used by tests and the main job
   containerd runc skopeo umoci iproute2 tmux procps psmisc
 )

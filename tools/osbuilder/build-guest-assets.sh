@@ -17,6 +17,7 @@
 # Nothing changed since the last run into the same DIR (same agent bytes, kernel, options
 # and osbuilder scripts) means nothing is rebuilt.
 set -euo pipefail
+# shellcheck disable=SC2034 # read by lib.sh
 KATA_PROG=build-guest-assets
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../packaging/scripts/lib.sh

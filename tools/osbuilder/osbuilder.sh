@@ -22,6 +22,7 @@
 # configuration*.toml under $KATA_CONFIG_SEARCH_DIRS (default:
 # /opt/kata/share/defaults/kata-containers /etc/kata-containers).
 set -euo pipefail
+# shellcheck disable=SC2034 # read by lib.sh
 KATA_PROG=osbuilder
 # shellcheck source=../packaging/scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../packaging/scripts/lib.sh"
@@ -383,11 +384,12 @@ cmd_floor() {
 
 # replace_in_initrd AGENT TARGET FORMAT
 replace_in_initrd() {
-  local agent=$1 target=$2 format=$3 work comp
+  local agent=$1 target=$2 format=$3 work comp unpack
   comp=${format#cpio-}
+  unpack=$(decompress_cmd "$format")
   new_tmpdir work "$(dirname "$target")"
   mkdir "$work/root"
-  if ! (cd "$work/root" && $(decompress_cmd "$format") <"$target" | cpio -idm --quiet --no-absolute-filenames); then
+  if ! (cd "$work/root" && $unpack <"$target" | cpio -idm --quiet --no-absolute-filenames); then
     kata_die "cannot unpack $target ($format)"
   fi
   [ -e "$work/root/init" ] || [ -L "$work/root/init" ] || kata_die "$target has no /init to replace"

@@ -2,7 +2,9 @@
 # Helpers for the osbuilder and packaging test scripts. Source it.
 set -euo pipefail
 
+# shellcheck disable=SC2034 # used by the test scripts
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+# shellcheck disable=SC2034
 OSBUILDER="$REPO/tools/osbuilder/osbuilder.sh"
 FETCH_KERNEL="$REPO/tools/packaging/kernel/fetch-debian-kernel.sh"
 TEST_NAME=$(basename "$0" .sh)
@@ -11,7 +13,9 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/$TEST_NAME.XXXXXX")
 QEMU_PIDS=()
 test_cleanup() {
   local p
-  for p in ${QEMU_PIDS[@]+"${QEMU_PIDS[@]}"}; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  for p in ${QEMU_PIDS[@]+"${QEMU_PIDS[@]}"}; do
+    if kill -TERM "$p" 2>/dev/null; then wait "$p" 2>/dev/null || true; fi
+  done
   rm -rf "$T"
 }
 trap test_cleanup EXIT

@@ -9,12 +9,13 @@
 # (assets.kernel-minimal), patches from patches/<major.minor>.x/*.patch applied in sort
 # order, `make tinyconfig`, the fragments configs/fragments/*.conf merged in sort order,
 # `make olddefconfig`, `make vmlinux`. <key> hashes the source version, fragments, patches
-# and the recipe version in this script: change any of them and the next run rebuilds; otherwise it returns at
-# once. The build takes about 9 minutes on 2 cores.
+# and the recipe version in this script: change any of them and the next run rebuilds;
+# otherwise it returns at once. The build takes about 9 minutes on 2 cores.
 #
 # Environment: KATA_CACHE_DIR, KATA_KERNEL_JOBS (default 2), KATA_KEEP_BUILD=1 keeps the
 # build tree, KATA_VERSIONS_FILE.
 set -euo pipefail
+# shellcheck disable=SC2034 # read by lib.sh
 KATA_PROG=build-kernel
 # shellcheck source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"

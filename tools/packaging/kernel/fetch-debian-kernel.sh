@@ -19,6 +19,7 @@
 #
 # A second run with the same pin, module list and script returns at once.
 set -euo pipefail
+# shellcheck disable=SC2034 # read by lib.sh
 KATA_PROG=fetch-debian-kernel
 # shellcheck source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
