@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <thread>
 
@@ -509,6 +510,57 @@ TEST_F(AgentTest, WithoutSandboxPidnsContainersAreApart) {
     EXPECT_EQ(ps.find("sleep " + marker_), std::string::npos) << ps;
     removeContainer("c2");
     removeContainer("c1");
+    expectNothingLeft();
+}
+
+TEST_F(AgentTest, TerminalProcessGetsResizeAndOutputUntilEof) {
+    auto req = createReq("c1", {"/bin/sh", "-c", "stty size; echo tty-ok; : " + marker_});
+    req.mutable_oci()->mutable_process()->set_terminal(true);
+    call("CreateContainer", req);
+    grpc::TtyWinResizeRequest rs;
+    rs.set_container_id("c1");
+    rs.set_exec_id("c1");
+    rs.set_row(31);
+    rs.set_column(101);
+    call("TtyWinResize", rs);
+    startContainer("c1");
+    std::string out = readUntilEof("c1", "c1", false);
+    EXPECT_NE(out.find("31 101"), std::string::npos) << out;
+    EXPECT_NE(out.find("tty-ok"), std::string::npos) << out;
+    EXPECT_EQ(waitProcess("c1", "c1"), 0);
+    // A process without a terminal cannot be resized.
+    call("CreateContainer", createReq("c2", {"/bin/sleep", marker_}));
+    rs.set_container_id("c2");
+    rs.set_exec_id("");
+    expectError("TtyWinResize", rs, StatusCode::kFailedPrecondition, {"terminal"});
+    removeContainer("c2");
+    removeContainer("c1");
+    expectNothingLeft();
+}
+
+TEST_F(AgentTest, RemoveWakesBlockedReaders) {
+    call("CreateContainer", createReq("c1", {"/bin/sleep", marker_}));
+    startContainer("c1");
+    auto reader = std::async(std::launch::async, [&] {
+        grpc::ReadStreamRequest rd;
+        rd.set_container_id("c1");
+        rd.set_exec_id("c1");
+        rd.set_len(100);
+        try {
+            call<grpc::ReadStreamRequest, grpc::ReadStreamResponse>("ReadStdout", rd, 20s);
+            return std::string("data");
+        } catch (const Error& e) {
+            return std::string(kata::statusCodeName(e.code())) + ": " + e.what();
+        }
+    });
+    std::this_thread::sleep_for(300ms);
+    EXPECT_EQ(reader.wait_for(0ms), std::future_status::timeout) << "read did not block";
+    removeContainer("c1");
+    ASSERT_EQ(reader.wait_for(5s), std::future_status::ready) << "read still blocked after remove";
+    std::string result = reader.get();
+    EXPECT_NE(result, "data");
+    EXPECT_EQ(result.find("DEADLINE"), std::string::npos) << result;
+    expectServing();
     expectNothingLeft();
 }
 
