@@ -334,7 +334,7 @@ ordered_json messageToJsonValue(const Message& m) {
 json parseDocument(const std::string& text, const std::string& what) {
     try {
         return json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {  // parse_error, or out_of_range for huge numbers
         std::string msg = e.what();
         // Drop nlohmann's "[json.exception.parse_error.101] " tag, keep "parse error at line..".
         if (auto pos = msg.find("] ");

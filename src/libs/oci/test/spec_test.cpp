@@ -265,6 +265,8 @@ TEST(OciSpec, MalformedJsonNamesThePosition) {
     EXPECT_EQ(msg.find("[json.exception"), std::string::npos) << msg;
 
     EXPECT_NE(errorOf("").find("invalid config.json"), std::string::npos);
+    EXPECT_EQ(errorOf(R"({"process": {"oomScoreAdj": 1e999}})"),
+              "invalid config.json: number overflow parsing '1e999'");
     EXPECT_NE(errorOf("[1, 2]").find("expected a JSON object at the top level, got array"),
               std::string::npos);
 }
