@@ -1,11 +1,15 @@
 // Boots real VMs (TCG here, KVM where it works) with Debian's kernel and a busybox initrd.
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -158,6 +162,50 @@ TEST_F(VmTest, BootsPausesResumesHotplugsAndStopsLeavingNothing) {
     EXPECT_THROW(vm->pause(), kata::Error);
     // The console tail stays readable after the run dir is gone.
     EXPECT_NE(vm->consoleTail(20).find(kMarker), std::string::npos);
+}
+
+// Reads from the agent's unix socket until `needle` arrives (the guest writes it every second).
+std::string readAgentSocketUntil(const std::string& address, const std::string& needle,
+                                 std::chrono::seconds limit) {
+    const std::string path = address.substr(std::string("unix://").size());
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return "socket failed";
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+    std::string got;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        got = std::string("connect ") + path + ": " + std::strerror(errno);
+        ::close(fd);
+        return got;
+    }
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (got.find(needle) == std::string::npos && std::chrono::steady_clock::now() < deadline) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 500) <= 0) continue;
+        char buf[512];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return got;
+}
+
+TEST_F(VmTest, AgentChannelAndSharedDirReachTheGuest) {
+    std::ofstream(spec_.sharedDir + "/host-wrote") << "from-host\n";
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    vm->start();
+    ASSERT_TRUE(waitForMarker(*vm, 180s)) << "console so far:\n" << vm->consoleTail(40);
+    std::string got = readAgentSocketUntil(vm->agentAddress(), "hello over agent.channel.0", 60s);
+    EXPECT_NE(got.find("kata-hypervisor-test: hello over agent.channel.0"), std::string::npos)
+        << "read from " << vm->agentAddress() << ": \"" << got << "\"\nconsole:\n"
+        << vm->consoleTail(40);
+    EXPECT_NE(vm->consoleTail(40).find("share says from-host"), std::string::npos)
+        << vm->consoleTail(40);
+    EXPECT_EQ(readFile(spec_.sharedDir + "/guest-wrote"), "from-guest\n");
+    vm->stop(10s);
+    EXPECT_FALSE(fs::exists(spec_.runDir));
 }
 
 TEST_F(VmTest, UnexpectedExitCallsCallbackWithStatusAndConsoleTail) {
