@@ -51,12 +51,15 @@ cpio_cat() {
 
 # boot_qemu KERNEL INITRD CONSOLE_LOG SHARE_DIR [EXTRA QEMU ARGS...]: boot under TCG on q35
 # with the agent channel port and the 9p share, wait (at most 120 s) for QEMU to exit.
+# INITRD "" boots without one; a later -append in the extra args replaces the default.
 boot_qemu() {
   local kernel=$1 initrd=$2 log=$3 share=$4 pid rc
+  local -a initrd_args=()
+  [ -z "$initrd" ] || initrd_args=(-initrd "$initrd")
   shift 4
   # timeout(1) stops QEMU after 120 s; killing timeout with TERM (cleanup) passes it on.
   timeout -k 5 120 qemu-system-x86_64 -M q35,accel=tcg -m 512 -nographic -nodefaults -no-user-config -no-reboot \
-    -kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" \
+    -kernel "$kernel" ${initrd_args[@]+"${initrd_args[@]}"} -append "console=ttyS0 panic=-1 quiet" \
     -serial "file:$log" \
     -device virtio-serial-pci -chardev "socket,id=ch0,path=$T/agent.sock,server=on,wait=off" \
     -device virtserialport,chardev=ch0,name=agent.channel.0 \

@@ -20,9 +20,9 @@ done
 for f in /sys/class/virtio-ports/*/name; do
   [ -r "$f" ] && echo "STANDIN: virtio port $(cat "$f")"
 done
-mkdir -p /mnt/share
-if mount -t 9p -o trans=virtio,version=9p2000.L kataShared /mnt/share; then
-  echo "STANDIN: 9p file: $(cat /mnt/share/hello.txt)"
+# /mnt exists in every guest tree (a read-only image root cannot get a new directory)
+if mount -t 9p -o trans=virtio,version=9p2000.L kataShared /mnt; then
+  echo "STANDIN: 9p file: $(cat /mnt/hello.txt)"
 else
   echo "STANDIN: mount 9p kataShared failed"
 fi
