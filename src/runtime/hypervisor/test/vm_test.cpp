@@ -208,6 +208,17 @@ TEST_F(VmTest, AgentChannelAndSharedDirReachTheGuest) {
     EXPECT_FALSE(fs::exists(spec_.runDir));
 }
 
+TEST_F(VmTest, BootsWithQbootFirmware) {
+    const char* qboot = "/usr/share/qemu/qboot.rom";
+    if (::access(qboot, R_OK) != 0) GTEST_SKIP() << qboot << " is not installed";
+    config_.firmware = qboot;
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    vm->start();
+    EXPECT_TRUE(waitForMarker(*vm, 180s)) << "console so far:\n" << vm->consoleTail(40);
+    EXPECT_EQ(readFile(vm->consoleLogPath()).find("SeaBIOS"), std::string::npos);
+    vm->stop(10s);
+}
+
 TEST_F(VmTest, UnexpectedExitCallsCallbackWithStatusAndConsoleTail) {
     auto vm = kata::hypervisor::createHypervisor(config_, spec_);
     std::promise<std::string> reasonPromise;
