@@ -8,6 +8,7 @@
 #include "containerd/runtime/task/v2/shim.pb.h"
 #include "containerd/runtimeoptions/v1/api.pb.h"
 #include "containerd/services/ttrpc/events/v1/events.pb.h"
+#include "kata/protocols/typeurl.h"
 
 namespace {
 
@@ -81,6 +82,26 @@ TEST(ContainerdWire, CgroupMetrics) {
     EXPECT_EQ(out, bytes({0x22, 5, 0x8a, 0x02, 2, 0x10, 5}));
     EXPECT_EQ(io::containerd::cgroups::v1::Metrics::descriptor()->full_name(),
               "io.containerd.cgroups.v1.Metrics");
+}
+
+TEST(ContainerdWire, AnyUsesBareMessageNames) {
+    containerd::events::TaskExit exit;
+    exit.set_container_id("c1");
+    google::protobuf::Any any = kata::protocols::packAny(exit);
+    EXPECT_EQ(any.type_url(), "containerd.events.TaskExit");
+
+    containerd::events::TaskExit back;
+    ASSERT_TRUE(kata::protocols::unpackAny(any, &back));
+    EXPECT_EQ(back.container_id(), "c1");
+    containerd::events::TaskOOM other;
+    EXPECT_FALSE(kata::protocols::unpackAny(any, &other));
+
+    // containerd 1.6's CRI plugin names the options message differently from our package; the
+    // message name check is the caller's, the payload parses either way.
+    any.set_type_url(std::string(kata::protocols::kCriRuntimeOptionsTypeUrl));
+    EXPECT_EQ(kata::protocols::anyMessageName(any), "cri.runtimeoptions.v1.Options");
+    any.set_type_url("type.googleapis.com/containerd.events.TaskExit");
+    EXPECT_TRUE(kata::protocols::unpackAny(any, &back));
 }
 
 }  // namespace
