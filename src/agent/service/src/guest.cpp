@@ -15,7 +15,9 @@
 #include <sstream>
 #include <vector>
 
+#include "kata/agent/devices.h"
 #include "kata/agent/service/sandbox.h"
+#include "kata/agent/storage.h"
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
 #include "kata/common/log.h"
@@ -36,7 +38,7 @@ std::string readFileTrim(const std::string& path) {
 }
 
 void writeFile(const std::string& path, const std::string& data) {
-    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
     if (!fd) throwErrno("open", path);
     if (::write(fd.get(), data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
         throwErrno("write \"" + data + "\" to", path);
@@ -76,8 +78,12 @@ grpc::GuestDetailsResponse guestDetails(const grpc::GuestDetailsRequest& req,
     // own for it and callers (kata-agent-ctl, tests) want to see which kernel the guest runs.
     d->set_version(std::string(versionString()) + " (kernel " + kernelRelease() + ")");
     d->set_init_daemon(cfg.initMode);
-    for (const char* h : {"blk", "virtio-blk", "mmioblk", "scsi"}) d->add_device_handlers(h);
-    for (const char* h : {"9p", "virtio-fs", "blk", "virtio-blk", "local", "ephemeral", "bind"}) {
+    for (const char* h : {kDeviceBlk, kDeviceVirtioBlk, kDeviceMmioBlk, kDeviceScsi}) {
+        d->add_device_handlers(h);
+    }
+    for (const char* h :
+         {kDriver9p, kDriverVirtioFs, kDriverBlk, kDriverVirtioBlk, kDriverMmioBlk, kDriverScsi,
+          kDriverLocal, kDriverEphemeral, kDriverBind, kDriverOverlayFs}) {
         d->add_storage_handlers(h);
     }
     d->set_supports_seccomp(true);

@@ -54,10 +54,16 @@ int main(int argc, char** argv) {
         log::init("kata-agent", "agent", log::Level::kInfo, 2);
         try {
             setupInitMounts();
-            // The kernel gives init the console as stdio; make sure our log lines reach it.
-            if (::fcntl(2, F_GETFD) < 0) {
-                int fd = ::open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
-                if (fd >= 0) log::setFd(fd);
+            // The kernel gives init the console as stdio, unless the initrd had no
+            // /dev/console; then fill 0-2 ourselves so no socket opened later lands on them.
+            for (int fd = 0; fd <= 2; ++fd) {
+                if (::fcntl(fd, F_GETFD) >= 0) continue;
+                int c = ::open("/dev/console", O_RDWR | O_NOCTTY);
+                if (c < 0) c = ::open("/dev/null", O_RDWR);
+                if (c >= 0 && c != fd) {
+                    ::dup2(c, fd);
+                    ::close(c);
+                }
             }
             std::ifstream in("/proc/cmdline");
             std::string cmdline((std::istreambuf_iterator<char>(in)),

@@ -4,9 +4,11 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,6 +23,7 @@
 #include "kata/common/error.h"
 #include "kata/common/log.h"
 #include "kata/jail/container.h"
+#include "kata/jail/reaper.h"
 #include "kata/oci/spec.h"
 
 namespace fs = std::filesystem;
@@ -99,6 +102,35 @@ bool dirEmptyOrMissing(const std::string& path) {
     std::error_code ec;
     if (!fs::exists(path, ec)) return true;
     return fs::is_directory(path, ec) && fs::is_empty(path, ec);
+}
+
+// CreateSandbox's kernel modules, loaded the way Kata's agent does: `modprobe <name> <params>`.
+void loadKernelModule(const grpc::KernelModule& module) {
+    const std::string& name = module.name();
+    bool ok = !name.empty() && name.size() < 64;
+    for (char c : name) ok = ok && (idChar(c) || c == ',');
+    if (!ok)
+        throw Error(StatusCode::kInvalidArgument, "kernel module name \"" + name + "\" is invalid");
+    const char* modprobe =
+        ::access("/sbin/modprobe", X_OK) == 0 ? "/sbin/modprobe" : "/usr/sbin/modprobe";
+    if (::access(modprobe, X_OK) != 0) {
+        throw Error(StatusCode::kFailedPrecondition,
+                    "load kernel module \"" + name + "\": modprobe not found in the guest");
+    }
+    std::vector<std::string> args = {modprobe, name};
+    for (const auto& p : module.parameters()) args.push_back(p);
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = 0;
+    int rc = ::posix_spawn(&pid, modprobe, nullptr, nullptr, argv.data(), environ);
+    if (rc != 0) throw SystemError("spawn", std::string(modprobe) + " " + name, rc);
+    int status = jail::Reaper::instance().waitFor(pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        throw Error(StatusCode::kInternal, "load kernel module \"" + name +
+                                               "\": modprobe failed (status " +
+                                               std::to_string(status) + ")");
+    }
 }
 
 }  // namespace
@@ -259,6 +291,7 @@ void Sandbox::createSandbox(const grpc::CreateSandboxRequest& req) {
         throw Error(StatusCode::kInvalidArgument,
                     "guest hook path \"" + req.guest_hook_path() + "\" is not absolute");
     }
+    for (const auto& m : req.kernel_modules()) loadKernelModule(m);
     if (!req.storages().empty()) storage_->add(sid, req.storages());
     Rollback undoStorage([&] {
         if (!req.storages().empty()) storage_->remove(sid);
