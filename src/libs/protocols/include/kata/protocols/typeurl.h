@@ -1,7 +1,8 @@
 // google.protobuf.Any as containerd uses it. containerd resolves an Any by its type_url through
 // its own registry or the protobuf message name, so a message must be packed under its bare full
 // name ("containerd.events.TaskExit"), without the "type.googleapis.com/" prefix that
-// Any::PackFrom adds; containerd 1.6 rejects the prefixed form. OCI structures travel as JSON
+// Any::PackFrom adds: containerd 1.6 (typeurl v1) looks the URL up verbatim as a message name.
+// OCI structures travel as JSON
 // under containerd's own URLs below.
 #pragma once
 
