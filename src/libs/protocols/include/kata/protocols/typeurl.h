@@ -2,8 +2,7 @@
 // its own registry or the protobuf message name, so a message must be packed under its bare full
 // name ("containerd.events.TaskExit"), without the "type.googleapis.com/" prefix that
 // Any::PackFrom adds: containerd 1.6 (typeurl v1) looks the URL up verbatim as a message name.
-// OCI structures travel as JSON
-// under containerd's own URLs below.
+// OCI structures travel as JSON under containerd's own URLs below.
 #pragma once
 
 #include <google/protobuf/any.pb.h>
