@@ -104,6 +104,28 @@ bool dirEmptyOrMissing(const std::string& path) {
     return fs::is_directory(path, ec) && fs::is_empty(path, ec);
 }
 
+// Kata's rule: when "/" is the initramfs (fs type "rootfs"), pivot_root is impossible (EINVAL)
+// and containers must be entered with MS_MOVE + chroot instead.
+bool rootIsInitramfs() {
+    std::ifstream in("/proc/self/mounts");
+    std::string dev, mnt, type, rest;
+    std::string rootType;
+    while (in >> dev >> mnt >> type && std::getline(in, rest)) {
+        if (mnt == "/") rootType = type;  // the last mount on "/" is the visible one
+    }
+    return rootType == "rootfs";
+}
+
+// Passes the flag on once the container library has the option (jail::CreateOptions::noPivotRoot).
+template <class Options>
+void setNoPivotRoot(Options& opts, bool value) {
+    if constexpr (requires { opts.noPivotRoot = value; }) {
+        opts.noPivotRoot = value;
+    } else if (value) {
+        kLog.warn("root is the initramfs but the container library cannot skip pivot_root");
+    }
+}
+
 // CreateSandbox's kernel modules, loaded the way Kata's agent does: `modprobe <name> <params>`.
 void loadKernelModule(const grpc::KernelModule& module) {
     const std::string& name = module.name();
@@ -242,6 +264,8 @@ Sandbox::Sandbox(AgentConfig cfg)
     DeviceEnvironment env;
     env.timeout = cfg_.hotplugTimeout;
     storage_->setDeviceEnvironment(env);
+    noPivotRoot_ = rootIsInitramfs();
+    if (noPivotRoot_) kLog.info("root is the initramfs: containers are entered without pivot_root");
 }
 
 Sandbox::~Sandbox() {
@@ -533,6 +557,7 @@ void Sandbox::createContainer(const grpc::CreateContainerRequest& req) {
     jail::CreateOptions opts;
     opts.bundleDir = entry->bundleDir;
     opts.sandboxPidNsPath = pidnsPath;
+    setNoPivotRoot(opts, noPivotRoot_);
     std::unique_ptr<jail::Container> ctr = jail::Container::create(cid, spec, opts);
     Rollback undoCreate([&] { ctr->destroy(); });
 

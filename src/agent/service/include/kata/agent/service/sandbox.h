@@ -103,6 +103,7 @@ class Sandbox {
 
     AgentConfig cfg_;
     std::unique_ptr<StorageManager> storage_;
+    bool noPivotRoot_ = false;  // "/" is the initramfs
 
     std::mutex mu_;
     std::map<std::string, std::shared_ptr<ContainerEntry>> containers_;
