@@ -30,9 +30,15 @@ std::string findProgram(const std::string& name) {
 // A child process killed and reaped when the owner goes away.
 class Child {
   public:
-    Child(const std::vector<std::string>& argv, const std::string& outFile) {
+    Child(const std::vector<std::string>& argv, const std::string& outFile,
+          const std::string& pathPrefix = "") {
         pid_ = ::fork();
         if (pid_ == 0) {
+            if (!pathPrefix.empty()) {
+                const char* path = ::getenv("PATH");
+                std::string p = pathPrefix + ":" + (path ? path : "/usr/sbin:/usr/bin:/sbin:/bin");
+                ::setenv("PATH", p.c_str(), 1);
+            }
             int fd = ::open(outFile.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
             if (fd >= 0) {
                 ::dup2(fd, 1);
@@ -44,6 +50,19 @@ class Child {
             ::execv(args[0], args.data());
             ::_exit(127);
         }
+    }
+    // Waits up to `d` for the process to exit; returns its exit status or -1.
+    int wait(std::chrono::milliseconds d) {
+        auto end = std::chrono::steady_clock::now() + d;
+        while (std::chrono::steady_clock::now() < end) {
+            int st = 0;
+            if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+                pid_ = -1;
+                return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+            }
+            std::this_thread::sleep_for(20ms);
+        }
+        return -1;
     }
     ~Child() {
         if (pid_ > 0) {
@@ -104,9 +123,18 @@ class ContainerdInterop : public ::testing::Test {
             << "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
             << "[grpc]\n  address = \"" << address_ << "\"\n"
             << "[ttrpc]\n  address = \"" << address_ << ".ttrpc\"\n";
+        // A stand-in shim for the runtime io.containerd.ttrpctest.v2: its `start` prints the
+        // address of the test's own ttrpc server, so containerd becomes our server's client.
+        ::mkdir(dir_.file("bin").c_str(), 0755);
+        shimSocket_ = dir_.file("shim.sock");
+        std::string shim = dir_.file("bin/containerd-shim-ttrpctest-v2");
+        std::ofstream(shim) << "#!/bin/sh\n"
+                            << "for a in \"$@\"; do [ \"$a\" = start ] && printf '%s' 'unix://"
+                            << shimSocket_ << "'; done\nexit 0\n";
+        ::chmod(shim.c_str(), 0755);
         daemon_ = std::make_unique<Child>(
             std::vector<std::string>{containerd_, "--config", dir_.file("config.toml")},
-            dir_.file("containerd.log"));
+            dir_.file("containerd.log"), dir_.file("bin"));
     }
     void TearDown() override {
         watcher_.reset();
@@ -114,7 +142,7 @@ class ContainerdInterop : public ::testing::Test {
     }
 
     TempDir dir_;
-    std::string containerd_, ctr_, address_;
+    std::string containerd_, ctr_, address_, shimSocket_;
     std::unique_ptr<Child> daemon_, watcher_;
 };
 
@@ -160,6 +188,50 @@ TEST_F(ContainerdInterop, ForwardedEventReachesContainerdSubscribers) {
         EXPECT_EQ(e.code(), StatusCode::kUnimplemented) << e.what();
     }
     EXPECT_TRUE(c.connected());
+}
+
+TEST_F(ContainerdInterop, ContainerdCallsOurServerAsItsShim) {
+    struct Seen {
+        std::mutex mu;
+        std::vector<std::string> methods;
+        std::string createPayload;
+    } seen;
+    Server server;
+    server.registerRaw("containerd.task.v2.Task", "Create",
+                       [&](const CallContext& ctx, const std::string& payload) -> std::string {
+                           std::lock_guard<std::mutex> lock(seen.mu);
+                           seen.methods.push_back(ctx.method);
+                           seen.createPayload = payload;
+                           throw Error(StatusCode::kFailedPrecondition,
+                                       "ttrpc interop: create refused by the test server");
+                       });
+    std::thread serving(
+        [&, l = listenUnix(shimSocket_)]() mutable { server.serveListener(std::move(l)); });
+    struct Stop {
+        Server& s;
+        std::thread& t;
+        ~Stop() {
+            s.shutdown();
+            t.join();
+        }
+    } stop{server, serving};
+
+    Client probe(dial("unix://" + address_ + ".ttrpc", 30s));  // containerd is up
+    ::mkdir(dir_.file("rootfs").c_str(), 0755);
+    // --rootfs is a switch: the rootfs path is the first argument, then the container id.
+    Child run({ctr_, "--address", address_, "run", "--runtime", "io.containerd.ttrpctest.v2",
+               "--rootfs", dir_.file("rootfs"), "ttrpc-interop-ctr", "/bin/true"},
+              dir_.file("ctr.out"));
+    int rc = run.wait(60s);
+    std::string out = readFile(dir_.file("ctr.out"));
+    EXPECT_NE(rc, 0) << out;
+    EXPECT_NE(out.find("create refused by the test server"), std::string::npos)
+        << "ctr printed: " << out << "\ncontainerd log: " << readFile(dir_.file("containerd.log"));
+    std::lock_guard<std::mutex> lock(seen.mu);
+    ASSERT_EQ(seen.methods.size(), 1u);
+    // CreateTaskRequest.id (field 1) is the container id.
+    EXPECT_EQ(seen.createPayload.substr(0, 2 + 17), field(1, "ttrpc-interop-ctr"));
+    // containerd 1.6 sends no metadata to shims (seen on the wire), so none is checked here.
 }
 
 }  // namespace
