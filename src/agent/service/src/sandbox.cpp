@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/eventfd.h>
@@ -124,6 +125,51 @@ void setNoPivotRoot(Options& opts, bool value) {
     } else if (value) {
         kLog.warn("root is the initramfs but the container library cannot skip pivot_root");
     }
+}
+
+// Kata gives a sandbox's containers one IPC and one UTS namespace (a pod shares IPC and its
+// hostname). They are made by a short-lived child and pinned by open fds.
+struct SharedNamespaces {
+    UniqueFd ipc, uts;
+};
+
+SharedNamespaces makeSharedNamespaces(const std::string& hostname) {
+    int sync[2];
+    if (::pipe2(sync, O_CLOEXEC) != 0) throwErrno("pipe", "for the sandbox namespaces");
+    UniqueFd rd(sync[0]), wr(sync[1]);
+    pid_t pid = ::fork();
+    if (pid < 0) throwErrno("fork", "sandbox namespace holder");
+    if (pid == 0) {
+        char ok = 1;
+        if (::unshare(CLONE_NEWIPC | CLONE_NEWUTS) != 0) ok = 0;
+        if (ok && !hostname.empty() && ::sethostname(hostname.data(), hostname.size()) != 0) ok = 0;
+        (void)!::write(wr.get(), &ok, 1);
+        ::pause();
+        _exit(0);
+    }
+    wr.reset();
+    char ok = 0;
+    ssize_t n = ::read(rd.get(), &ok, 1);
+    SharedNamespaces ns;
+    if (n == 1 && ok) {
+        ns.ipc.reset(
+            ::open(("/proc/" + std::to_string(pid) + "/ns/ipc").c_str(), O_RDONLY | O_CLOEXEC));
+        ns.uts.reset(
+            ::open(("/proc/" + std::to_string(pid) + "/ns/uts").c_str(), O_RDONLY | O_CLOEXEC));
+    }
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    jail::Reaper::instance().waitFor(pid);
+    if (n != 1 || !ok) {
+        throw Error(StatusCode::kInternal, "create the sandbox's ipc/uts namespaces (hostname \"" +
+                                               hostname + "\") failed");
+    }
+    if (!ns.ipc || !ns.uts) throw SystemError("open", "sandbox namespace holder's ns", err);
+    return ns;
+}
+
+std::string fdPath(const UniqueFd& fd) {
+    return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd.get());
 }
 
 // CreateSandbox's kernel modules, loaded the way Kata's agent does: `modprobe <name> <params>`.
@@ -321,6 +367,7 @@ void Sandbox::createSandbox(const grpc::CreateSandboxRequest& req) {
         if (!req.storages().empty()) storage_->remove(sid);
     });
 
+    SharedNamespaces shared = makeSharedNamespaces(req.hostname());
     if (cfg_.initMode && !req.hostname().empty()) {
         if (::sethostname(req.hostname().data(), req.hostname().size()) != 0) {
             throwErrno("sethostname", req.hostname());
@@ -341,6 +388,8 @@ void Sandbox::createSandbox(const grpc::CreateSandboxRequest& req) {
     guestHookPath_ = req.guest_hook_path();
     sandboxPidns_ = req.sandbox_pidns();
     sandboxStorages_ = !req.storages().empty();
+    sharedIpcNs_ = std::move(shared.ipc);
+    sharedUtsNs_ = std::move(shared.uts);
     log::setGlobalField("sandbox", sid);
     undoStorage.dismiss();
     kLog.info("sandbox created", {{"sandbox", sid}});
@@ -372,6 +421,8 @@ void Sandbox::destroySandbox() {
         sandboxStorages_ = false;
         sandboxPidns_ = false;
         sandboxPidnsFd_.reset();
+        sharedIpcNs_.reset();
+        sharedUtsNs_.reset();
         guestHookPath_.clear();
     }
     if (storages) storage_->remove(sid);
@@ -489,10 +540,12 @@ void Sandbox::createContainer(const grpc::CreateContainerRequest& req) {
 
     auto entry = std::make_shared<ContainerEntry>();
     entry->id = cid;
-    std::string pidnsPath;
+    std::string pidnsPath, ipcPath, utsPath;
     bool firstContainer = false;
     {
         std::lock_guard<std::mutex> lk(mu_);
+        if (sharedIpcNs_) ipcPath = fdPath(sharedIpcNs_);
+        if (sharedUtsNs_) utsPath = fdPath(sharedUtsNs_);
         if (containers_.count(cid)) {
             throw Error(StatusCode::kAlreadyExists, "container \"" + cid + "\" already exists");
         }
@@ -540,6 +593,15 @@ void Sandbox::createContainer(const grpc::CreateContainerRequest& req) {
             auto* ns = linux->add_namespaces();
             ns->set_type("pid");
             ns->set_path(pidnsPath);
+        }
+    }
+    // The sandbox's IPC and UTS namespaces replace new ones; the pod's hostname is the
+    // sandbox's, set when those were made.
+    for (auto& ns : *spec.mutable_linux()->mutable_namespaces()) {
+        if (ns.type() == "ipc" && !ipcPath.empty() && ns.path().empty()) ns.set_path(ipcPath);
+        if (ns.type() == "uts" && !utsPath.empty() && ns.path().empty()) {
+            ns.set_path(utsPath);
+            spec.clear_hostname();
         }
     }
     appendGuestHooks(&spec);

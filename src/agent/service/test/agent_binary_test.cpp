@@ -325,7 +325,8 @@ TEST_F(AgentTest, ContainerRunsAndItsOutputAndExitCodeArrive) {
                                              "hostname; exit 3; " +
                                                  marker_}));
     startContainer("c1");
-    EXPECT_EQ(readUntilEof("c1", "c1", false), "hello-from-container\nc1\n");
+    // In a sandbox the container shares the sandbox's UTS namespace and so its hostname.
+    EXPECT_EQ(readUntilEof("c1", "c1", false), "hello-from-container\nsb1\n");
     EXPECT_EQ(readUntilEof("c1", "c1", true), "oops\n");
     EXPECT_EQ(waitProcess("c1", "c1"), 3);
     // The bundle holds the spec the container was created from, rootfs resolved.
@@ -380,7 +381,8 @@ TEST_F(AgentTest, ExecSecondProcessAndSignalIt) {
 }
 
 TEST_F(AgentTest, StdinReachesTheProcess) {
-    call("CreateContainer", createReq("c1", {"/bin/sh", "-c", "cat; echo done; : " + marker_}));
+    call("CreateContainer",
+         createReq("c1", {"/bin/sh", "-c", "cat; hostname; echo done; : " + marker_}));
     startContainer("c1");
     grpc::WriteStreamRequest w;
     w.set_container_id("c1");
@@ -393,7 +395,8 @@ TEST_F(AgentTest, StdinReachesTheProcess) {
     c.set_exec_id("c1");
     call("CloseStdin", c);
     EXPECT_EQ(waitProcess("c1", "c1"), 0);
-    EXPECT_EQ(readUntilEof("c1", "c1", false), "ping\ndone\n");
+    // Without a sandbox the container has a UTS namespace, and hostname, of its own.
+    EXPECT_EQ(readUntilEof("c1", "c1", false), "ping\nc1\ndone\n");
     removeContainer("c1");
     expectNothingLeft();
 }

@@ -111,6 +111,7 @@ class Sandbox {
     std::string guestHookPath_;
     bool sandboxPidns_ = false;
     UniqueFd sandboxPidnsFd_;  // pins the shared pid namespace while the sandbox lives
+    UniqueFd sharedIpcNs_, sharedUtsNs_;
     bool sandboxStorages_ = false;
 
     std::mutex oomMu_;
