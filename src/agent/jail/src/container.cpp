@@ -2,6 +2,7 @@
 // resources, stats, OOM events, destroy.
 #include "kata/jail/container.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -68,6 +69,22 @@ struct Container::Impl {
         return containerStateJson(spec, id, status, init ? init->pid() : 0, opts.bundleDir);
     }
     void destroyLocked();
+
+    // Runs a hook inside the container's namespaces and cgroup: createContainer hooks while the
+    // init waits before pivot_root (so the path still resolves in the agent's tree, as OCI
+    // says), startContainer hooks once the container's root is in place.
+    HookSpawner inContainer() {
+        return [this](const HookCommand& cmd) -> pid_t {
+            std::vector<UniqueFd> owners;
+            SpawnRequest req;
+            req.cgroupProcsFiles = cgroup->procsFiles();
+            req.joins = processNamespaces(init->pid(), &owners);
+            req.keepFds = {cmd.stdinFd, cmd.outFd};
+            req.childMain = [&](int) { childRunHook(cmd); };
+            UniqueFd sync;
+            return spawnProcess(req, &sync, context());
+        };
+    }
 };
 
 const char* stateName(Container::State state) {
@@ -186,7 +203,10 @@ std::unique_ptr<Container> Container::create(const std::string& id, const grpc::
             if (::setresuid(0, 0, 0) != 0)
                 childFail(fd, "setresuid", "0 in the user namespace", errno);
         }
-        childSetupRootfs(fd, rootfsPlan);
+        childPrepareRootfs(fd, rootfsPlan);
+        childSend(fd, SyncType::kCreateHooks);
+        childWaitGo(fd);  // createRuntime/createContainer hooks done
+        childFinishRootfs(fd, rootfsPlan);
         childSetupStdio(fd, plan);
         std::string path = childFindExecutable(fd, plan);
         childSend(fd, SyncType::kReady);
@@ -216,6 +236,16 @@ std::unique_ptr<Container> Container::create(const std::string& id, const grpc::
                         ctx + ": the container's init process died during setup");
         if (msg.type == SyncType::kError) throwChildError(msg, impl->context());
         if (msg.type == SyncType::kPty) impl->init->io().ptyMaster = std::move(passed);
+        if (msg.type == SyncType::kCreateHooks) {
+            withContext(ctx, [&] {
+                std::string state = impl->state("creating");
+                runHooks("prestart", spec.hooks().prestart(), state);
+                runHooks("createRuntime", spec.hooks().createruntime(), state);
+                runHooks("createContainer", spec.hooks().createcontainer(), state,
+                         raw->inContainer());
+            });
+            syncSend(impl->initSync.get(), SyncType::kGo);
+        }
         if (msg.type == SyncType::kReady) break;
     }
 
@@ -229,13 +259,6 @@ std::unique_ptr<Container> Container::create(const std::string& id, const grpc::
             raw->log.warn("OOM kill in the container's memory cgroup");
             if (cb) cb();
         });
-    });
-
-    withContext(ctx, [&] {
-        std::string state = impl->state("created");
-        runHooks("prestart", spec.hooks().prestart(), state);
-        runHooks("createRuntime", spec.hooks().createruntime(), state);
-        runHooks("createContainer", spec.hooks().createcontainer(), state);
     });
 
     impl->processes[id] = impl->init;
@@ -264,7 +287,8 @@ void Container::start() {
     if (impl_->init->exitCode())
         throw Error(StatusCode::kFailedPrecondition, ctx + ": its init process has exited");
     withContext(ctx, [&] {
-        runHooks("startContainer", impl_->spec.hooks().startcontainer(), impl_->state("created"));
+        runHooks("startContainer", impl_->spec.hooks().startcontainer(), impl_->state("created"),
+                 impl_->inContainer());
     });
     syncSend(impl_->initSync.get(), SyncType::kGo);
     SyncMsg msg;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -37,8 +38,29 @@ std::string containerStateJson(const grpc::Spec& spec, const std::string& id,
     return j.dump();
 }
 
+void childRunHook(const HookCommand& cmd) {
+    ::dup2(cmd.stdinFd, 0);
+    ::dup2(cmd.outFd, 1);
+    ::dup2(cmd.outFd, 2);
+    closeAllExcept({});
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::execve(cmd.path, cmd.argv, cmd.envp);
+    dprintf(2, "exec %s: %s", cmd.path, strerror(errno));
+    ::_exit(127);
+}
+
 namespace {
-void runHook(const char* stage, const grpc::Hook& hook, const std::string& state) {
+pid_t forkHook(const HookCommand& cmd) {
+    pid_t pid = ::fork();
+    if (pid < 0) throwErrno("fork", std::string("hook ") + cmd.path);
+    if (pid == 0) childRunHook(cmd);
+    return pid;
+}
+
+void runHook(const char* stage, const grpc::Hook& hook, const std::string& state,
+             const HookSpawner& spawner) {
     std::string what = std::string(stage) + " hook " + hook.path();
     int in[2], err[2];
     if (::pipe2(in, O_CLOEXEC) != 0) throwErrno("pipe2", what);
@@ -54,17 +76,8 @@ void runHook(const char* stage, const grpc::Hook& hook, const std::string& state
     for (auto& e : env) envp.push_back(e.data());
     envp.push_back(nullptr);
     Reaper::instance().start();
-    pid_t pid = ::fork();
-    if (pid < 0) throwErrno("fork", what);
-    if (pid == 0) {
-        ::dup2(inR.get(), 0);
-        ::dup2(errW.get(), 1);
-        ::dup2(errW.get(), 2);
-        closeAllExcept({});
-        ::execve(hook.path().c_str(), argv.data(), envp.data());
-        dprintf(2, "exec %s: %s", hook.path().c_str(), strerror(errno));
-        ::_exit(127);
-    }
+    HookCommand cmd{hook.path().c_str(), argv.data(), envp.data(), inR.get(), errW.get()};
+    pid_t pid = spawner ? spawner(cmd) : forkHook(cmd);
     std::mutex mu;
     std::condition_variable cv;
     std::optional<int> status;
@@ -121,8 +134,8 @@ void runHook(const char* stage, const grpc::Hook& hook, const std::string& state
 }  // namespace
 
 void runHooks(const char* stage, const google::protobuf::RepeatedPtrField<grpc::Hook>& hooks,
-              const std::string& stateJson) {
-    for (const auto& h : hooks) runHook(stage, h, stateJson);
+              const std::string& stateJson, const HookSpawner& spawner) {
+    for (const auto& h : hooks) runHook(stage, h, stateJson, spawner);
 }
 
 }  // namespace kata::jail

@@ -471,7 +471,7 @@ RootfsPlan planRootfs(const grpc::Spec& spec, bool newUts) {
     return p;
 }
 
-void childSetupRootfs(int syncFd, const RootfsPlan& plan) {
+void childPrepareRootfs(int syncFd, const RootfsPlan& plan) {
     ::umask(0);
     unsigned long setupProp = MS_SLAVE | MS_REC;
     if (plan.rootPropagation & MS_PRIVATE) setupProp = MS_PRIVATE | MS_REC;
@@ -487,6 +487,10 @@ void childSetupRootfs(int syncFd, const RootfsPlan& plan) {
     for (const auto& m : plan.mounts) doMount(c, m);
     setupDev(c);
     ::close(rootFd);
+}
+
+void childFinishRootfs(int syncFd, const RootfsPlan& plan) {
+    ChildCtx c{syncFd, plan, -1};
     pivotRoot(c);
     if (plan.rootPropagation &&
         ::mount(nullptr, "/", nullptr, plan.rootPropagation | MS_REC, nullptr) != 0)

@@ -49,9 +49,11 @@ struct RootfsPlan {
 MountPlan planMount(const grpc::Mount& mount);
 RootfsPlan planRootfs(const grpc::Spec& spec, bool newUts);
 
-// Child side (new mount namespace): everything up to and including pivot_root and the
-// read-only remounts. Failures are reported on syncFd.
-void childSetupRootfs(int syncFd, const RootfsPlan& plan);
+// Child side (new mount namespace), failures reported on syncFd. Prepare: hostname, the
+// rootfs bind, the spec's mounts and /dev. Finish: pivot_root, sysctls, read-only and masked
+// paths, read-only root. OCI's createRuntime/createContainer hooks run in between.
+void childPrepareRootfs(int syncFd, const RootfsPlan& plan);
+void childFinishRootfs(int syncFd, const RootfsPlan& plan);
 
 // Resolves path inside root the way the container would see it (symlinks followed but never out
 // of root); returns the absolute path in the caller's view. Exposed for tests.

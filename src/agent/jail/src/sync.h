@@ -12,11 +12,12 @@
 namespace kata::jail {
 
 enum class SyncType : int {
-    kPid = 1,  // intermediate -> agent: pid of the process it cloned (agent's pid ns)
-    kGo,       // agent -> child: continue (id maps written / start)
-    kPty,      // child -> agent: pty master attached as SCM_RIGHTS
-    kReady,    // init -> agent: container set up, waiting for start
-    kError,    // child -> agent: op/what/err of the failing step
+    kPid = 1,      // intermediate -> agent: pid of the process it cloned (agent's pid ns)
+    kGo,           // agent -> child: continue (id maps written / start)
+    kPty,          // child -> agent: pty master attached as SCM_RIGHTS
+    kReady,        // init -> agent: container set up, waiting for start
+    kError,        // child -> agent: op/what/err of the failing step
+    kCreateHooks,  // init -> agent: mounts done, before pivot_root: run create hooks
 };
 
 struct SyncMsg {

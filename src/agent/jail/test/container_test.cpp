@@ -454,11 +454,43 @@ TEST_F(JailTest, HooksGetStateOnStdin) {
     c->destroy();
     std::string text = slurp(log);
     EXPECT_NE(text.find("prestart {"), std::string::npos) << text;
-    EXPECT_NE(text.find("\"status\":\"created\""), std::string::npos) << text;
+    EXPECT_NE(text.find("prestart {\"annotations\":{},\"bundle\":\"" + dir_ + "\",\"id\":\"" + id_ +
+                        "\",\"ociVersion\":\"1.0.2\",\"pid\":"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("\"status\":\"creating\""), std::string::npos) << text;
+    EXPECT_NE(text.find("\"status\":\"running\""), std::string::npos) << text;
+    EXPECT_NE(text.find("\"status\":\"stopped\""), std::string::npos) << text;
     EXPECT_NE(text.find("\"id\":\"" + id_ + "\""), std::string::npos) << text;
     EXPECT_NE(text.find("createRuntime"), std::string::npos) << text;
     EXPECT_NE(text.find("poststart"), std::string::npos) << text;
     EXPECT_NE(text.find("poststop"), std::string::npos) << text;
+}
+
+TEST_F(JailTest, CreateAndStartContainerHooksRunInsideTheContainer) {
+    auto spec = baseSpec({"true"});
+    auto hook = [&](google::protobuf::RepeatedPtrField<grpc::Hook>* list, const std::string& out) {
+        auto* h = list->Add();
+        h->set_path("/bin/sh");
+        h->add_args("sh");
+        h->add_args("-c");
+        h->add_args("echo $(hostname) $$ $(cat) > " + out);
+    };
+    // createContainer runs in the container's namespaces before pivot_root: the agent's paths
+    // (and its /bin/sh) still resolve. startContainer runs with the container's root.
+    hook(spec.mutable_hooks()->mutable_createcontainer(), rootfs_ + "/createContainer.out");
+    hook(spec.mutable_hooks()->mutable_startcontainer(), "/startContainer.out");
+    Container* c = create(spec);
+    std::string created = slurp(rootfs_ + "/createContainer.out");
+    EXPECT_EQ(created.rfind("jailtest ", 0), 0u) << created;
+    EXPECT_NE(created.find("\"id\":\"" + id_ + "\""), std::string::npos) << created;
+    EXPECT_LT(std::stoi(created.substr(9)), 100)
+        << "not in the container's pid namespace: " << created;
+    EXPECT_FALSE(std::filesystem::exists(rootfs_ + "/startContainer.out"));
+    c->start();
+    std::string started = slurp(rootfs_ + "/startContainer.out");
+    EXPECT_EQ(started.rfind("jailtest ", 0), 0u) << started;
+    EXPECT_LT(std::stoi(started.substr(9)), 100) << started;
 }
 
 TEST_F(JailTest, FailingHookFailsCreateAndCleansUp) {
