@@ -230,7 +230,12 @@ std::string ProcessHandle::read(bool stderrStream, uint32_t len) {
     } else {
         fd = stderrStream ? io.stderrReader.get() : io.stdoutReader.get();
     }
-    if (fd < 0) throw Error(StatusCode::kUnknown, "read meet eof");
+    const int idx = stderrStream ? 1 : 0;
+    auto eof = [&]() -> Error {
+        eof_[idx] = true;
+        return Error(StatusCode::kInternal, "read meet eof");
+    };
+    if (fd < 0) throw eof();
     if (len == 0) len = 32 * 1024;
     len = std::min<uint32_t>(len, 1 << 20);
 
@@ -258,11 +263,17 @@ std::string ProcessHandle::read(bool stderrStream, uint32_t len) {
             }
             if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
             // 0 = all writers gone; EIO = the pty's slave side closed.
-            if (r == 0 || errno == EIO) throw Error(StatusCode::kUnknown, "read meet eof");
+            if (r == 0 || errno == EIO) throw eof();
             throwErrno("read", name + " of process " + proc_->execId());
         }
-        if (n == 0 && exited) throw Error(StatusCode::kUnknown, "read meet eof");
+        if (n == 0 && exited) throw eof();
     }
+}
+
+bool ProcessHandle::finished() const {
+    if (!waited_) return false;
+    // With a terminal only the pty carries output; stderr reads hit EOF at once.
+    return eof_[0] && (proc_->terminal() || eof_[1]);
 }
 
 uint32_t ProcessHandle::write(const std::string& data) {
@@ -758,9 +769,20 @@ void Sandbox::signalProcess(const std::string& cid, const std::string& execId, u
     }
 }
 
+void Sandbox::forgetIfFinished(const std::shared_ptr<ContainerEntry>& entry,
+                               const std::string& execId) {
+    std::lock_guard<std::mutex> lk(entry->procMu);
+    auto it = entry->procs.find(execId);
+    if (it != entry->procs.end() && it->second->finished()) entry->procs.erase(it);
+}
+
 int Sandbox::waitProcess(const std::string& cid, const std::string& execId) {
-    auto handle = findProcess(cid, execId);
-    return handle->process().wait();
+    std::shared_ptr<ContainerEntry> entry;
+    auto handle = findProcess(cid, execId, &entry);
+    int status = handle->process().wait();
+    handle->markWaited();
+    if (handle != entry->init) forgetIfFinished(entry, handle->process().execId());
+    return status;
 }
 
 uint32_t Sandbox::writeStdin(const std::string& cid, const std::string& execId,
@@ -770,8 +792,14 @@ uint32_t Sandbox::writeStdin(const std::string& cid, const std::string& execId,
 
 std::string Sandbox::readStream(const std::string& cid, const std::string& execId, uint32_t len,
                                 bool stderrStream) {
-    auto handle = findProcess(cid, execId);
-    return handle->read(stderrStream, len);
+    std::shared_ptr<ContainerEntry> entry;
+    auto handle = findProcess(cid, execId, &entry);
+    try {
+        return handle->read(stderrStream, len);
+    } catch (const Error&) {
+        if (handle != entry->init) forgetIfFinished(entry, handle->process().execId());
+        throw;
+    }
 }
 
 void Sandbox::closeStdin(const std::string& cid, const std::string& execId) {

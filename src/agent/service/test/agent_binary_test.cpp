@@ -122,11 +122,11 @@ class AgentTest : public ::testing::Test {
                 ::umount2(it->c_str(), MNT_DETACH);
         }
         for (pid_t p : processesWith(marker_)) ::kill(p, SIGKILL);
-        std::error_code ec;
-        if (!dir_.empty() && mountsUnder(dir_).empty()) fs::remove_all(dir_, ec);
         if (HasFailure() && !logPath_.empty()) {
             std::cerr << "---- agent log ----\n" << readAll(logPath_) << "-------------------\n";
         }
+        std::error_code ec;
+        if (!dir_.empty() && mountsUnder(dir_).empty()) fs::remove_all(dir_, ec);
     }
 
     void startAgent() {
@@ -369,6 +369,13 @@ TEST_F(AgentTest, ExecSecondProcessAndSignalIt) {
     sig.set_signal(SIGKILL);
     call("SignalProcess", sig);
     EXPECT_EQ(waitProcess("c1", "e1"), 128 + SIGKILL);
+    // Waited and read to EOF, the exec is forgotten by the agent.
+    EXPECT_EQ(readUntilEof("c1", "e1", false), "");
+    EXPECT_EQ(readUntilEof("c1", "e1", true), "");
+    grpc::WaitProcessRequest again;
+    again.set_container_id("c1");
+    again.set_exec_id("e1");
+    expectError("WaitProcess", again, StatusCode::kNotFound, {"e1"});
 
     // SIGTERM to a pid-namespace init without a handler is delivered as SIGKILL (Kata).
     sig.set_exec_id("");

@@ -4,6 +4,7 @@
 // the gRPC status to answer, and a failed call leaves nothing half-created behind.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -41,14 +42,21 @@ class ProcessHandle {
     jail::Process& process() { return *proc_; }
     const std::shared_ptr<jail::Process>& shared() const { return proc_; }
 
-    // Blocks until up to len bytes are available; throws "read meet eof" (kUnknown, as Kata's
+    // Blocks until up to len bytes are available; throws "read meet eof" (kInternal, as Kata's
     // agent does) at end of stream, and kCancelled when the container is removed meanwhile.
     std::string read(bool stderrStream, uint32_t len);
     uint32_t write(const std::string& data);
     // Wakes every blocked read (they fail with kCancelled).
     void cancel();
 
+    // An exec'd process can be forgotten once it was waited for and its output streams were
+    // read to EOF: nothing the shim does later needs it.
+    void markWaited() { waited_ = true; }
+    bool finished() const;
+
   private:
+    std::atomic<bool> waited_{false};
+    std::atomic<bool> eof_[2] = {false, false};
     std::shared_ptr<jail::Process> proc_;
     UniqueFd cancelFd_;  // eventfd
     std::mutex readMu_[2];
@@ -98,6 +106,7 @@ class Sandbox {
     std::shared_ptr<ProcessHandle> findProcess(const std::string& cid, const std::string& execId,
                                                std::shared_ptr<ContainerEntry>* entryOut = nullptr);
     void releaseContainerResources(ContainerEntry& entry);
+    void forgetIfFinished(const std::shared_ptr<ContainerEntry>& entry, const std::string& execId);
     void appendGuestHooks(grpc::Spec* spec);
     std::string prepareBundle(const std::string& cid, grpc::Spec* spec, bool* boundRootfs);
 
