@@ -269,6 +269,16 @@ class Qemu final : public Hypervisor {
         writePidFile(pid);
 
         qmp_ = connectQmp(pid, logPath, childGuard);
+        if (!spec_.templateState.empty()) {
+            try {
+                restoreFromTemplate();
+            } catch (const Error& e) {
+                std::this_thread::sleep_for(100ms);  // let QEMU finish its error message
+                throw Error(e.code(), "restore VM " + spec_.sandboxId + " from template " +
+                                          spec_.templateState + ": " + e.what() + "; QEMU said: " +
+                                          lastLines(printable(readTail(logPath)), 10));
+            }
+        }
         std::string status = qmp_->status();
         if (status != "running")
             throw Error(StatusCode::kInternal, "QEMU for sandbox " + spec_.sandboxId + " is \"" +
@@ -429,6 +439,24 @@ class Qemu final : public Hypervisor {
         return path;
     }
 
+    void saveTemplate(const std::string& statePath) override {
+        if (statePath.empty() || statePath.find('\'') != std::string::npos)
+            throw Error(StatusCode::kInvalidArgument,
+                        "save template \"" + statePath + "\": path empty or has a single quote");
+        std::lock_guard qmpLock(qmpMu_);
+        requireRunning("save template " + statePath);
+        qmp_->execute("stop");
+        const std::string tmp = statePath + ".tmp";
+        qmp_->execute("migrate", {{"uri", "exec:cat > '" + tmp + "'"}});
+        waitMigration("save template " + statePath, {"completed"});
+        if (::rename(tmp.c_str(), statePath.c_str()) != 0) {
+            int err = errno;
+            ::unlink(tmp.c_str());
+            throw SystemError("rename template state to", statePath, err);
+        }
+        log_.with("path", statePath).info("VM state saved as template");
+    }
+
     void unplugDevice(const std::string& id) override {
         std::lock_guard qmpLock(qmpMu_);
         requireRunning("unplug device " + id);
@@ -531,6 +559,43 @@ class Qemu final : public Hypervisor {
                                     paths_.qmpSocket + ": " + e.what());
             }
         }
+    }
+
+    // Polls query-migrate until one of `done`; throws on "failed"/"cancelled" or after 120 s.
+    void waitMigration(const std::string& op, std::initializer_list<const char*> done) {
+        const auto deadline = std::chrono::steady_clock::now() + 120s;
+        for (;;) {
+            nlohmann::json info = qmp_->execute("query-migrate");
+            std::string status = info.value("status", "");
+            for (const char* d : done)
+                if (status == d) return;
+            if (status == "failed" || status == "cancelled")
+                throw Error(StatusCode::kInternal,
+                            op + ": migration " + status + ": " + info.value("error-desc", "?"));
+            if (std::chrono::steady_clock::now() >= deadline)
+                throw Error(StatusCode::kDeadlineExceeded,
+                            op + ": migration still \"" + status + "\" after 120 s");
+            std::this_thread::sleep_for(20ms);
+        }
+    }
+
+    // With -incoming QEMU loads the state and then sits paused; resume it.
+    void restoreFromTemplate() {
+        const auto deadline = std::chrono::steady_clock::now() + 120s;
+        std::string status;
+        while ((status = qmp_->status()) == "inmigrate") {
+            if (std::chrono::steady_clock::now() >= deadline)
+                throw Error(StatusCode::kDeadlineExceeded, "restore VM " + spec_.sandboxId +
+                                                               " from " + spec_.templateState +
+                                                               ": still loading after 120 s");
+            std::this_thread::sleep_for(10ms);
+        }
+        if (status != "paused" && status != "postmigrate" && status != "running")
+            throw Error(StatusCode::kInternal, "restore VM " + spec_.sandboxId + " from " +
+                                                   spec_.templateState + ": QEMU is \"" + status +
+                                                   "\" (see " + spec_.runDir + "/qemu.log)");
+        if (status != "running") qmp_->execute("cont");
+        log_.with("template", spec_.templateState).info("VM restored from template");
     }
 
     void watch(pid_t pid) {

@@ -177,6 +177,9 @@ std::vector<std::string> buildQemuCommandLine(const HypervisorConfig& config, co
     add({"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
          virtioDevice(config, "virtio-rng") + ",rng=rng0"});
 
+    // Restore instead of boot: QEMU waits for the state on a pipe from cat, then stays paused.
+    if (!spec.templateState.empty()) add({"-incoming", "exec:cat '" + spec.templateState + "'"});
+
     args.insert(args.end(), config.extraArgs.begin(), config.extraArgs.end());
     return args;
 }
@@ -218,6 +221,11 @@ void validateConfig(const HypervisorConfig& config, const VmSpec& spec, uint64_t
         invalid("agent channel", config.agentChannel, "expected auto, serial or vsock");
     if (config.blockDeviceDriver != "virtio-blk")
         invalid("block_device_driver", config.blockDeviceDriver, "only virtio-blk is supported");
+    if (!spec.templateState.empty()) {
+        requireReadableFile("template state", spec.templateState);
+        if (spec.templateState.find('\'') != std::string::npos)
+            invalid("template state", spec.templateState, "must not contain a single quote");
+    }
     if (!spec.sharedDir.empty() && config.sharedFs != "none") {
         struct stat st {};
         if (::stat(spec.sharedDir.c_str(), &st) != 0)

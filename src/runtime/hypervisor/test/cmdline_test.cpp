@@ -212,6 +212,12 @@ TEST_F(CmdlineTest, KernelCommandLineHasKataBaseParamsThenConfigThenSpecExtras) 
     EXPECT_EQ(append[0], cmdline);
 }
 
+TEST_F(CmdlineTest, TemplateStateIsRestoredWithIncoming) {
+    EXPECT_FALSE(hasFlag(build(), "-incoming"));
+    spec_.templateState = "/run/vc/vm/template/state";
+    EXPECT_TRUE(hasValue(build(), "-incoming", "exec:cat '/run/vc/vm/template/state'"));
+}
+
 TEST_F(CmdlineTest, DebugDropsQuiet) {
     config_.enableDebug = true;
     EXPECT_EQ(buildKernelCommandLine(config_, spec_, launch_).find("quiet"), std::string::npos);

@@ -123,6 +123,11 @@ TEST_F(ValidateTest, MissingSharedDirAndMissingVirtiofsd) {
     expectRejected({"virtio_fs_daemon", config_.virtioFsDaemon});
 }
 
+TEST_F(ValidateTest, MissingTemplateState) {
+    spec_.templateState = dir_ + "/no-such-template";
+    expectRejected({"template state", spec_.templateState, "ENOENT"});
+}
+
 TEST_F(ValidateTest, RelativeRunDir) {
     spec_.runDir = "relative/run";
     expectRejected({"run dir", "absolute"});

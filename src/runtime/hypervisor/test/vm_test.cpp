@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -206,6 +207,56 @@ TEST_F(VmTest, AgentChannelAndSharedDirReachTheGuest) {
     EXPECT_EQ(readFile(spec_.sharedDir + "/guest-wrote"), "from-guest\n");
     vm->stop(10s);
     EXPECT_FALSE(fs::exists(spec_.runDir));
+}
+
+TEST_F(VmTest, RestoresFromASavedTemplateWithFreshChannelPaths) {
+    config_.kernelParams = "kata_test.no9p";
+    const std::string state = work_.path() + "/template.state";
+    {
+        auto tmpl = kata::hypervisor::createHypervisor(config_, spec_);
+        tmpl->start();
+        ASSERT_TRUE(waitForMarker(*tmpl, 180s)) << tmpl->consoleTail(40);
+        tmpl->saveTemplate(state);
+        std::string status = tmpl->status();
+        EXPECT_TRUE(status == "postmigrate" || status == "paused") << status;
+        tmpl->stop(5s);
+    }
+    ASSERT_TRUE(fs::exists(state));
+    EXPECT_FALSE(fs::exists(state + ".tmp"));
+
+    VmSpec restored = spec_;
+    restored.sandboxId = spec_.sandboxId + "-restored";
+    restored.runDir = work_.path() + "/run/" + restored.sandboxId;
+    restored.sharedDir = work_.path() + "/shared2";
+    fs::create_directories(restored.sharedDir);
+    restored.templateState = state;
+    auto vm = kata::hypervisor::createHypervisor(config_, restored);
+    auto t0 = std::chrono::steady_clock::now();
+    vm->start();
+    auto startMs =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    EXPECT_EQ(vm->status(), "running");
+    // The guest carries on where the template stopped: its loop writes to the new socket.
+    std::string got = readAgentSocketUntil(vm->agentAddress(), "hello over agent.channel.0", 60s);
+    EXPECT_NE(got.find("hello over agent.channel.0"), std::string::npos) << got;
+    std::cout << "restored VM from template in " << startMs << " ms\n";
+    vm->stop(5s);
+    EXPECT_FALSE(fs::exists(restored.runDir));
+}
+
+TEST_F(VmTest, RestoreFromACorruptTemplateFailsNamingItAndLeavesNothing) {
+    spec_.templateState = work_.path() + "/corrupt.state";
+    std::ofstream(spec_.templateState) << "not a QEMU migration stream";
+    auto vm = kata::hypervisor::createHypervisor(config_, spec_);
+    try {
+        vm->start();
+        FAIL() << "restored from garbage";
+    } catch (const kata::Error& e) {
+        EXPECT_NE(std::string(e.what()).find(spec_.templateState), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(spec_.runDir));
+    EXPECT_FALSE(processMentioning(spec_.runDir));
 }
 
 TEST_F(VmTest, BootsWithQbootFirmware) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "kata/common/error.h"
 #include "kata/hypervisor/config.h"
 
 namespace kata::hypervisor {
@@ -17,6 +18,9 @@ struct VmSpec {
     std::string runDir;             // /run/vc/vm/<sid> (created by start, removed by stop)
     std::string sharedDir;          // host dir exported as mount_tag kataShared; empty = none
     std::string extraKernelParams;  // from the agent config (agent.log=debug, ...)
+    // A state file written by Hypervisor::saveTemplate: the VM is restored from it instead of
+    // booted. The config and the devices (shared dir set or not) must match the template's.
+    std::string templateState;
 };
 
 // Where a sandbox's VM lives on the host: /run/vc/vm/<sid>.
@@ -46,6 +50,11 @@ class Hypervisor {
     virtual std::string hotplugBlockDevice(const std::string& id, const std::string& hostPath,
                                            bool readonly) = 0;
     virtual void unplugDevice(const std::string& id) = 0;
+    // Pauses the VM and saves its whole state to statePath (VM templating: later VMs start from
+    // it through VmSpec::templateState). The VM stays paused; stop it afterwards.
+    virtual void saveTemplate(const std::string& statePath) {
+        throw Error(StatusCode::kUnimplemented, "saveTemplate " + statePath + ": not supported");
+    }
 };
 
 std::unique_ptr<Hypervisor> createHypervisor(const HypervisorConfig& config, const VmSpec& spec);
