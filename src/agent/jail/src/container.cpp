@@ -177,6 +177,7 @@ std::unique_ptr<Container> Container::create(const std::string& id, const grpc::
     if (spec.linux().has_resources())
         withContext(ctx, [&] { impl->cgroup->apply(spec.linux().resources(), true); });
     rootfsPlan.cgroupDirs = impl->cgroup->mountDirs();
+    rootfsPlan.noPivotRoot = opts.noPivotRoot;
 
     ProcessIo io;
     StdioChildEnds ends;

@@ -295,6 +295,14 @@ void setupDev(const ChildCtx& c) {
 
 void pivotRoot(const ChildCtx& c) {
     const char* root = c.plan.rootfs.c_str();
+    if (c.plan.noPivotRoot) {
+        if (::chdir(root) != 0) childFail(c.syncFd, "chdir", root, errno);
+        if (::mount(root, "/", nullptr, MS_MOVE, nullptr) != 0)
+            failMount(c, std::string("move rootfs ") + root + " to /", errno);
+        if (::chroot(".") != 0) childFail(c.syncFd, "chroot", root, errno);
+        if (::chdir("/") != 0) childFail(c.syncFd, "chdir", "/", errno);
+        return;
+    }
     int oldRoot = ::open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
     if (oldRoot < 0) childFail(c.syncFd, "open", "/", errno);
     if (::chdir(root) != 0) childFail(c.syncFd, "chdir", root, errno);

@@ -41,6 +41,7 @@ struct RootfsPlan {
     // they get under the mount point (one per v1 hierarchy; empty key for cgroup v2).
     std::vector<std::pair<std::string, std::string>> cgroupDirs;
     std::map<std::string, std::string> sysctls;
+    bool noPivotRoot = false;  // MS_MOVE + chroot (the agent runs from an initramfs)
     bool setHostname = false;
     std::string hostname;
 };

@@ -49,6 +49,21 @@ TEST_F(JailTest, PidNamespaceMakesInitPidOne) {
     EXPECT_NE(r.out.find("    1 sh"), std::string::npos) << r.out;
 }
 
+TEST_F(JailTest, NoPivotRootMovesAndChroots) {
+    auto spec = baseSpec(
+        {"sh", "-c",
+         "ls /bin/busybox && cat /etc/group | head -1 && ls -d /work || echo no-agent-tree"});
+    spec.mutable_root()->set_readonly(true);
+    auto c = Container::create(id_, spec, CreateOptions{dir_, "", true});
+    c->start();
+    std::string out = readAllFd(c->initProcess()->io().stdoutReader.get());
+    EXPECT_EQ(c->initProcess()->waitFor(10000), 0);
+    EXPECT_EQ(out, "/bin/busybox\nroot:x:0:\nno-agent-tree\n");
+    pid_t pid = c->initProcess()->pid();
+    c->destroy();
+    expectGone(id_, pid);
+}
+
 TEST_F(JailTest, UtsNamespaceHostname) {
     auto r = run(baseSpec({"hostname"}));
     EXPECT_EQ(r.out, "jailtest\n");

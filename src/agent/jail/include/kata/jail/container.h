@@ -60,6 +60,9 @@ class Process {
 struct CreateOptions {
     std::string bundleDir;         // e.g. /run/kata-containers/<cid> (config.json written there)
     std::string sandboxPidNsPath;  // non-empty: join this pid namespace instead of creating one
+    // Enter the rootfs with MS_MOVE + chroot instead of pivot_root: needed when the agent's own
+    // root is an initramfs, where pivot_root fails with EINVAL.
+    bool noPivotRoot = false;
 };
 
 class Container {
