@@ -40,7 +40,8 @@ constexpr const char* kImageService = "grpc.Image";
 class Args {
   public:
     Args(const CommandInfo& info, const Invocation& inv) : info_(info), inv_(inv) {
-        for (const auto& [key, value] : inv.args) {
+        for (const auto& arg : inv.args) {
+            const std::string& key = arg.first;
             const KeyInfo* k = find(key);
             if (k == nullptr) {
                 std::string known;
