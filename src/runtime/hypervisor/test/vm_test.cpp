@@ -1,4 +1,5 @@
 // Boots real VMs (TCG here, KVM where it works) with Debian's kernel and a busybox initrd.
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -52,9 +53,9 @@ bool processMentioning(const std::string& needle) {
 
 class TempDir {
   public:
-    TempDir() {
-        char tmpl[] = "/tmp/kata-hv-vm.XXXXXX";
-        if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+    explicit TempDir(const std::string& parent = "/tmp") {
+        std::string tmpl = parent + "/kata-hv-vm.XXXXXX";
+        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp in " + parent + " failed");
         path_ = tmpl;
     }
     ~TempDir() {
@@ -72,6 +73,7 @@ class VmTest : public ::testing::Test {
     static void SetUpTestSuite() {
         if (::access(kQemu, X_OK) != 0) return;
         guestDir_ = new TempDir();
+        startWatchdog(guestDir_->path());
         const std::string log = guestDir_->path() + "/make-test-guest.log";
         std::string cmd = std::string("bash '") + KATA_TEST_GUEST_SCRIPT + "' '" +
                           guestDir_->path() + "' >'" + log + "' 2>&1";
@@ -79,8 +81,52 @@ class VmTest : public ::testing::Test {
         if (!guestReady_) guestLog_ = readFile(log);
     }
     static void TearDownTestSuite() {
+        if (watchdogFd_ >= 0) {
+            ::close(watchdogFd_);
+            watchdogFd_ = -1;
+            ::waitpid(watchdogPid_, nullptr, 0);
+        }
         delete guestDir_;
         guestDir_ = nullptr;
+    }
+
+    // If this test process dies without cleaning up (killed on a ctest timeout, crashed), a
+    // watchdog process notices the pipe closing, kills every QEMU whose command line mentions
+    // the suite's directory and removes it. QEMU deliberately survives its parent, so nothing
+    // else would.
+    static void startWatchdog(const std::string& dir) {
+        int p[2];
+        if (::pipe2(p, O_CLOEXEC) != 0) return;
+        pid_t pid = ::fork();
+        if (pid < 0) {
+            ::close(p[0]);
+            ::close(p[1]);
+            return;
+        }
+        if (pid == 0) {
+            ::setsid();
+            ::close(p[1]);
+            char c;
+            while (::read(p[0], &c, 1) < 0 && errno == EINTR) {
+            }
+            for (int round = 0; round < 3; ++round) {
+                std::error_code ec;
+                for (const auto& e : fs::directory_iterator("/proc", ec)) {
+                    std::string name = e.path().filename();
+                    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+                    std::string cmdline = readFile(e.path().string() + "/cmdline");
+                    if (std::stoi(name) != ::getpid() && cmdline.find(dir) != std::string::npos)
+                        ::kill(std::stoi(name), SIGKILL);
+                }
+                std::this_thread::sleep_for(100ms);
+            }
+            std::error_code ec;
+            fs::remove_all(dir, ec);
+            ::_exit(0);
+        }
+        ::close(p[0]);
+        watchdogFd_ = p[1];
+        watchdogPid_ = pid;
     }
 
     void SetUp() override {
@@ -112,7 +158,9 @@ class VmTest : public ::testing::Test {
     static TempDir* guestDir_;
     static bool guestReady_;
     static inline std::string guestLog_;
-    TempDir work_;
+    static inline int watchdogFd_ = -1;
+    static inline pid_t watchdogPid_ = -1;
+    TempDir work_{guestDir_ ? guestDir_->path() : "/tmp"};
     HypervisorConfig config_;
     VmSpec spec_;
 };
