@@ -147,7 +147,18 @@ std::unique_ptr<Client> Client::connect(const std::string& address,
 
 Client::~Client() { close(); }
 
+Client::Client(Client&& other) noexcept : impl_(std::move(other.impl_)) {}
+
+Client& Client::operator=(Client&& other) noexcept {
+    if (this != &other) {
+        close();
+        impl_ = std::move(other.impl_);
+    }
+    return *this;
+}
+
 void Client::close() {
+    if (!impl_) return;
     impl_->ch.close();
     if (impl_->reader.joinable() && impl_->reader.get_id() != std::this_thread::get_id()) {
         impl_->reader.join();
@@ -155,6 +166,7 @@ void Client::close() {
 }
 
 bool Client::connected() const {
+    if (!impl_) return false;
     std::lock_guard<std::mutex> lock(impl_->mu);
     return !impl_->dead;
 }
@@ -215,6 +227,9 @@ std::string Client::Impl::result(const PendingCall& call, const std::string& nam
 std::string Client::callRaw(const std::string& service, const std::string& method,
                             const std::string& payload, std::chrono::milliseconds timeout,
                             const Metadata& md) {
+    if (!impl_)
+        throw Error(StatusCode::kUnavailable,
+                    "call " + service + "/" + method + ": client was moved from");
     auto [id, call] = impl_->start(service, method, payload, timeout, md, 0);
     std::unique_lock<std::mutex> lock(impl_->mu);
     if (!impl_->waitDone(lock, *call, timeout)) {
@@ -301,6 +316,9 @@ std::unique_ptr<ClientStream> Client::openStream(const std::string& service,
                                                  const std::string& payload, bool clientStreams,
                                                  const Metadata& md,
                                                  std::chrono::milliseconds timeout) {
+    if (!impl_)
+        throw Error(StatusCode::kUnavailable,
+                    "open stream " + service + "/" + method + ": client was moved from");
     uint8_t flags = clientStreams ? wire::kFlagRemoteOpen : wire::kFlagRemoteClosed;
     auto [id, call] = impl_->start(service, method, payload, timeout, md, flags);
     return std::make_unique<ClientStreamImpl>(impl_, id, call, service + "/" + method,

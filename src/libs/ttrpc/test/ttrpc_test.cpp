@@ -368,6 +368,18 @@ TEST_F(TtrpcTest, ClientCloseIsIdempotentAndFailsLaterCalls) {
               StatusCode::kUnavailable);
 }
 
+TEST_F(TtrpcTest, MovedClientKeepsTheConnectionAndTheOldOneIsClosed) {
+    Client a = running_->client();
+    Client b(std::move(a));
+    EXPECT_EQ(b.callRaw("test.Svc", "Echo", "moved", 5s), "moved");
+    EXPECT_FALSE(a.connected());
+    EXPECT_EQ(expectError([&] { a.callRaw("test.Svc", "Echo", "", 1s); }).code(),
+              StatusCode::kUnavailable);
+    Client c = running_->client();
+    c = std::move(b);
+    EXPECT_EQ(c.callRaw("test.Svc", "Echo", "assigned", 5s), "assigned");
+}
+
 // ---- streaming ----
 
 class StreamingTest : public ::testing::Test {

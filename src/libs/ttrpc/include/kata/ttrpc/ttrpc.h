@@ -123,6 +123,9 @@ class Client {
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
+    // A moved-from Client is closed: calls fail with kUnavailable.
+    Client(Client&& other) noexcept;
+    Client& operator=(Client&& other) noexcept;
 
     // throws kata::Error carrying the remote status code and message; kDeadlineExceeded on
     // timeout; kUnavailable when the connection is gone. timeout 0 = wait forever.
