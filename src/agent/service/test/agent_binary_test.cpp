@@ -22,6 +22,7 @@
 #include "agent/agent.pb.h"
 #include "agent/health.pb.h"
 #include "agent/image.pb.h"
+#include "agent/types.pb.h"
 #include "kata/agent/service/guest.h"
 #include "kata/common/error.h"
 #include "kata/ttrpc/ttrpc.h"
@@ -657,6 +658,56 @@ TEST(AgentInitMode, MountsBaseFilesystemsAndServes) {
     for (const char* want : {" /proc proc ", " /sys sysfs ", " /dev devtmpfs ", " /dev/pts devpts ",
                              " /dev/shm tmpfs ", " /run tmpfs ", " /sys/fs/cgroup"}) {
         EXPECT_NE(mounts.find(want), std::string::npos) << "no" << want << "mount in\n" << mounts;
+    }
+
+    // Network RPCs act on the agent's own (fresh) network namespace: lo is up, and a veth made
+    // there is configured through UpdateInterface/UpdateRoutes.
+    grpc::ListInterfacesRequest li;
+    auto ifs =
+        client.call<grpc::ListInterfacesRequest, grpc::Interfaces>(kSvc, "ListInterfaces", li, 10s);
+    bool loUp = false;
+    for (const auto& i : ifs.interfaces()) {
+        if (i.name() == "lo") loUp = (i.raw_flags() & 1) != 0;  // IFF_UP
+    }
+    EXPECT_TRUE(loUp) << ifs.DebugString();
+    std::string ns = "nsenter -t " + std::to_string(agent) + " -n ";
+    if (std::system((ns + "ip link add kt0 type veth peer name kt1 2>/dev/null").c_str()) != 0) {
+        GTEST_SKIP() << "cannot create a veth pair (no veth support)";
+    }
+    {
+        // The agent mounted sysfs in its own network namespace: its view shows the veth.
+        std::string mac =
+            readAll("/proc/" + std::to_string(agent) + "/root/sys/class/net/kt0/address");
+        ASSERT_FALSE(mac.empty());
+        while (!mac.empty() && mac.back() == '\n') mac.pop_back();
+        grpc::UpdateInterfaceRequest up;
+        auto* iface = up.mutable_interface();
+        iface->set_hwaddr(mac);
+        iface->set_name("eth7");
+        iface->set_mtu(1400);
+        auto* addr = iface->add_ipaddresses();
+        addr->set_address("10.77.0.2");
+        addr->set_mask("24");
+        auto done = client.call<grpc::UpdateInterfaceRequest, types::Interface>(
+            kSvc, "UpdateInterface", up, 10s);
+        EXPECT_EQ(done.name(), "eth7");
+        EXPECT_EQ(done.mtu(), 1400u);
+        grpc::UpdateRoutesRequest ur;
+        // As Kata's shim sends them: the subnet's link route, then the default route.
+        auto* link = ur.mutable_routes()->add_routes();
+        link->set_dest("10.77.0.0/24");
+        link->set_device("eth7");
+        link->set_scope(253);
+        auto* rt = ur.mutable_routes()->add_routes();
+        rt->set_gateway("10.77.0.1");
+        rt->set_device("eth7");
+        auto routes =
+            client.call<grpc::UpdateRoutesRequest, grpc::Routes>(kSvc, "UpdateRoutes", ur, 10s);
+        bool hasDefault = false;
+        for (const auto& r : routes.routes()) {
+            hasDefault = hasDefault || (r.dest().empty() && r.gateway() == "10.77.0.1");
+        }
+        EXPECT_TRUE(hasDefault) << routes.DebugString();
     }
     if (HasFailure()) std::cerr << readAll(logPath);
 }
