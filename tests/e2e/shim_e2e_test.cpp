@@ -1,0 +1,359 @@
+// containerd-shim-kata-v2 end to end: ctr -> a private containerd 1.6 -> our shim -> QEMU ->
+// kata-agent in our initrd. What a user sees: the guest's kernel, exit codes, env/cwd/user,
+// stdin, exec, kill, pause/resume, a clear error for a bad kernel path, and nothing left over.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Result {
+    int status = -1;  // exit code, or 128+signal
+    std::string out;  // stdout and stderr
+};
+
+// Runs a shell command line; timeout(1) bounds it.
+Result sh(const std::string& cmd, int timeoutSec = 180) {
+    std::string full = "timeout -k 5 " + std::to_string(timeoutSec) + " bash -c '" + cmd + "' 2>&1";
+    Result r;
+    FILE* p = ::popen(full.c_str(), "r");
+    if (!p) return r;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+    int st = ::pclose(p);
+    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return r;
+}
+
+std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
+    return s;
+}
+
+std::string slurp(const std::string& path) {
+    std::ifstream in(path);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Everything the tests share: guest assets, a containerd, an image.
+struct World {
+    std::string skip;  // non-empty: why the tests cannot run here
+    std::string tmp, bin, sock, ns = "kata-e2e", image = "docker.io/kata-e2e/busybox:latest";
+    std::string kernel, initrd, guestRelease, config, badConfig;
+    pid_t containerd = -1;
+
+    std::string ctr(const std::string& args) const {
+        return "ctr --address " + sock + " --namespace " + ns + " " + args;
+    }
+    std::string run(const std::string& args) const {
+        return ctr("run --runtime io.containerd.kata.v2 --runtime-config-path " + config + " " +
+                   args);
+    }
+};
+
+World* gWorld = nullptr;
+
+std::string findAgent() {
+    if (const char* a = std::getenv("KATA_E2E_AGENT_BIN")) return a;
+#ifdef KATA_E2E_AGENT
+    return KATA_E2E_AGENT;
+#else
+    return "";
+#endif
+}
+
+void writeKataConfig(const std::string& path, const std::string& kernel,
+                     const std::string& initrd) {
+    std::ofstream(path) << "[hypervisor.qemu]\n"
+                        << "path = \"/usr/bin/qemu-system-x86_64\"\n"
+                        << "kernel = \"" << kernel << "\"\n"
+                        << "initrd = \"" << initrd << "\"\n"
+                        << "machine_type = \"q35\"\n"
+                        << "accelerator = \"auto\"\n"
+                        << "default_memory = 512\n"
+                        << "shared_fs = \"virtio-9p\"\n"
+                        << "msize_9p = 262144\n"
+                        << "disable_nesting_checks = true\n"
+                        << "[agent.kata]\n"
+                        << "dial_timeout = 60\n"
+                        << "[runtime]\n"
+                        << "enable_debug = true\n";
+}
+
+class E2eEnvironment : public ::testing::Environment {
+  public:
+    void SetUp() override {
+        gWorld = new World();
+        World& w = *gWorld;
+        if (::geteuid() != 0) {
+            w.skip = "needs root (containerd, mounts, QEMU)";
+            return;
+        }
+        for (const char* tool : {"containerd", "ctr", "qemu-system-x86_64", "umoci", "skopeo"}) {
+            if (sh(std::string("command -v ") + tool).status != 0) {
+                w.skip = std::string(tool) + " is not installed";
+                return;
+            }
+        }
+        std::string agent = findAgent();
+        if (agent.empty() || !fs::exists(agent)) {
+            w.skip = "kata-agent binary not built (" + agent + ")";
+            return;
+        }
+        char tmpl[] = "/tmp/kata-e2e-XXXXXX";
+        w.tmp = ::mkdtemp(tmpl);
+        w.bin = w.tmp + "/bin";
+        w.sock = w.tmp + "/containerd.sock";
+        fs::create_directories(w.bin);
+        fs::create_symlink(KATA_E2E_SHIM, w.bin + "/containerd-shim-kata-v2");
+
+        // Guest assets, cached (rebuilt only when the agent or the scripts change).
+        std::string assets;
+        if (const char* g = std::getenv("KATA_TEST_GUEST_DIR")) {
+            assets = g;
+        } else {
+            const char* cache = std::getenv("KATA_CACHE_DIR");
+            assets = std::string(cache ? cache : "/var/cache/kata-cpp") + "/e2e-assets";
+        }
+        Result a = sh(std::string(KATA_E2E_REPO) + "/tools/osbuilder/build-guest-assets.sh --agent " +
+                          agent + " --out-dir " + assets + " --debug-console 2>/dev/null",
+                      900);
+        if (a.status != 0) {
+            w.skip = "build-guest-assets.sh failed (" + std::to_string(a.status) + "): " + a.out;
+            return;
+        }
+        std::istringstream kv(a.out);
+        for (std::string line; std::getline(kv, line);) {
+            auto eq = line.find('=');
+            if (eq == std::string::npos) continue;
+            std::string k = line.substr(0, eq), v = line.substr(eq + 1);
+            if (k == "kernel") w.kernel = v;
+            if (k == "initrd") w.initrd = v;
+            if (k == "release") w.guestRelease = v;
+        }
+        if (w.kernel.empty() || w.initrd.empty() || w.guestRelease.empty()) {
+            w.skip = "build-guest-assets.sh printed no kernel/initrd/release: " + a.out;
+            return;
+        }
+        w.config = w.tmp + "/configuration-qemu.toml";
+        writeKataConfig(w.config, w.kernel, w.initrd);
+        w.badConfig = w.tmp + "/configuration-bad.toml";
+        writeKataConfig(w.badConfig, w.tmp + "/no-such-dir/vmlinux", w.initrd);
+
+        // A private containerd.
+        std::ofstream(w.tmp + "/containerd.toml")
+            << "version = 2\n"
+            << "root = \"" << w.tmp << "/root\"\n"
+            << "state = \"" << w.tmp << "/state\"\n"
+            << "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"
+            << "[grpc]\n  address = \"" << w.sock << "\"\n"
+            << "[ttrpc]\n  address = \"" << w.sock << ".ttrpc\"\n"
+            << "[debug]\n  level = \"debug\"\n";
+        w.containerd = ::fork();
+        if (w.containerd == 0) {
+            ::setpgid(0, 0);
+            std::string path = w.bin + ":" + (std::getenv("PATH") ? std::getenv("PATH") : "");
+            ::setenv("PATH", path.c_str(), 1);
+            std::string log = w.tmp + "/containerd.log";
+            FILE* f = std::freopen(log.c_str(), "w", stderr);
+            (void)f;
+            std::freopen("/dev/null", "w", stdout);
+            std::string cfg = w.tmp + "/containerd.toml";
+            ::execlp("containerd", "containerd", "--config", cfg.c_str(), nullptr);
+            _exit(127);
+        }
+        bool up = false;
+        for (int i = 0; i < 100 && !up; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+            up = sh(w.ctr("version") + " >/dev/null").status == 0;
+        }
+        if (!up) {
+            w.skip = "containerd did not come up: " + slurp(w.tmp + "/containerd.log");
+            return;
+        }
+
+        // A busybox-static image, built here and imported.
+        std::string img = w.tmp + "/img";
+        Result b = sh("set -e; cd " + w.tmp + "; " + KATA_E2E_REPO +
+                          "/tests/fixtures/make-busybox-rootfs.sh rootfs-src >/dev/null 2>&1;"
+                          " umoci init --layout oci; umoci new --image oci:bb;"
+                          " umoci unpack --rootless --image oci:bb bundle >/dev/null;"
+                          " cp -a rootfs-src/. bundle/rootfs/;"
+                          " umoci repack --image oci:bb bundle;"
+                          " umoci config --image oci:bb --config.cmd /bin/sh"
+                          " --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin;"
+                          " skopeo copy oci:oci:bb docker-archive:bb.tar:kata-e2e/busybox:latest"
+                          " >/dev/null; " +
+                          w.ctr("images import bb.tar"),
+                      300);
+        if (b.status != 0) {
+            w.skip = "building the busybox image failed: " + b.out;
+            return;
+        }
+    }
+
+    void TearDown() override {
+        World& w = *gWorld;
+        if (w.containerd > 0) {
+            ::kill(-w.containerd, SIGTERM);
+            ::kill(w.containerd, SIGTERM);
+            for (int i = 0; i < 50; ++i) {
+                if (::waitpid(w.containerd, nullptr, WNOHANG) == w.containerd) {
+                    w.containerd = -1;
+                    break;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            }
+            if (w.containerd > 0) {
+                ::kill(-w.containerd, SIGKILL);
+                ::waitpid(w.containerd, nullptr, 0);
+            }
+        }
+        if (!w.tmp.empty()) {
+            // containerd's snapshots and shm mounts live under the temp dir.
+            sh("grep -o \" " + w.tmp +
+               "[^ ]*\" /proc/self/mountinfo | sort -r | "
+               "xargs -r -n1 umount -l");
+            fs::remove_all(w.tmp);
+        }
+        delete gWorld;
+        gWorld = nullptr;
+    }
+};
+
+::testing::Environment* const gEnv = ::testing::AddGlobalTestEnvironment(new E2eEnvironment);
+
+class ShimE2e : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        if (!gWorld->skip.empty()) GTEST_SKIP() << gWorld->skip;
+    }
+    void TearDown() override {
+        if (!gWorld->skip.empty()) return;
+        for (const auto& id : ids_) {
+            // Whatever a failed test left: the task, the container.
+            sh(w().ctr("task kill -s SIGKILL " + id) + " >/dev/null 2>&1; sleep 0.5; " +
+               w().ctr("task delete " + id) + " >/dev/null 2>&1; " +
+               w().ctr("container delete " + id) + " >/dev/null 2>&1");
+            expectNothingLeft(id);
+        }
+    }
+    const World& w() const { return *gWorld; }
+    std::string id(const std::string& base) {
+        std::string i = base + "-" + std::to_string(::getpid());
+        ids_.push_back(i);
+        return i;
+    }
+    void expectNothingLeft(const std::string& id) {
+        // The shim stops the VM and cleans up right after the last delete; give it a moment.
+        std::string leftover;
+        for (int i = 0; i < 50; ++i) {
+            leftover.clear();
+            if (sh("pgrep -f \"qemu-system.*" + id + "\"").status == 0) leftover += " qemu;";
+            if (sh("grep -q /run/kata-containers/shared/sandboxes/" + id + " /proc/self/mountinfo")
+                    .status == 0)
+                leftover += " mounts;";
+            if (fs::exists("/run/vc/sbs/" + id)) leftover += " /run/vc/sbs/" + id + ";";
+            if (fs::exists("/run/vc/vm/" + id)) leftover += " /run/vc/vm/" + id + ";";
+            if (fs::exists("/run/kata-containers/shared/sandboxes/" + id))
+                leftover += " share dir;";
+            if (leftover.empty()) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        ADD_FAILURE() << "left behind by " << id << ":" << leftover;
+    }
+    std::vector<std::string> ids_;
+};
+
+}  // namespace
+
+TEST_F(ShimE2e, UnameShowsTheGuestKernel) {
+    utsname host{};
+    ::uname(&host);
+    std::string c = id("uname");
+    Result r = sh(w().run("--rm " + w().image + " " + c + " uname -r") + " </dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(trim(r.out), w().guestRelease);
+    if (w().guestRelease != host.release) EXPECT_NE(trim(r.out), std::string(host.release));
+}
+
+TEST_F(ShimE2e, ExitCodeEnvCwdAndUserReachTheProcess) {
+    std::string c = id("exit");
+    Result r = sh(w().run("--rm --env FOO=bar --cwd /tmp --user 1000:1000 " + w().image + " " + c +
+                          " sh -c \"echo \\$FOO \\$(pwd) \\$(id -u):\\$(id -g); exit 3\"") +
+                  " </dev/null");
+    EXPECT_EQ(r.status, 3) << r.out;
+    EXPECT_EQ(trim(r.out), "bar /tmp 1000:1000");
+}
+
+TEST_F(ShimE2e, StdinReachesTheProcess) {
+    std::string c = id("stdin");
+    Result r =
+        sh("printf \"hi\\nthere\\n\" | " + w().run("--rm " + w().image + " " + c + " head -n1"));
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(trim(r.out), "hi");
+}
+
+TEST_F(ShimE2e, ExecPauseResumeKill) {
+    std::string c = id("life");
+    Result r = sh(w().run("-d " + w().image + " " + c + " sleep 1000") + " </dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+
+    r = sh(w().ctr("task exec --exec-id e1 " + c + " sh -c \"echo exec-ok; exit 5\"") +
+           " </dev/null");
+    EXPECT_EQ(r.status, 5) << r.out;
+    EXPECT_EQ(trim(r.out), "exec-ok");
+
+    r = sh(w().ctr("task pause " + c));
+    EXPECT_EQ(r.status, 0) << r.out;
+    r = sh(w().ctr("task ls"));
+    EXPECT_NE(r.out.find("PAUSED"), std::string::npos) << r.out;
+    r = sh(w().ctr("task resume " + c));
+    EXPECT_EQ(r.status, 0) << r.out;
+    r = sh(w().ctr("task ls"));
+    EXPECT_NE(r.out.find("RUNNING"), std::string::npos) << r.out;
+
+    r = sh(w().ctr("task kill -s SIGKILL " + c));
+    EXPECT_EQ(r.status, 0) << r.out;
+    bool stopped = false;
+    for (int i = 0; i < 100 && !stopped; ++i) {
+        stopped = sh(w().ctr("task ls") + " | grep " + c + " | grep -q STOPPED").status == 0;
+        if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(stopped) << sh(w().ctr("task ls")).out;
+    r = sh(w().ctr("task delete " + c));
+    EXPECT_EQ(r.status, 0) << r.out;
+    r = sh(w().ctr("container delete " + c));
+    EXPECT_EQ(r.status, 0) << r.out;
+    expectNothingLeft(c);
+}
+
+TEST_F(ShimE2e, MissingKernelFailsNamingThePathAndLeavesNothing) {
+    std::string c = id("badkernel");
+    auto t0 = std::chrono::steady_clock::now();
+    Result r = sh(w().ctr("run --runtime io.containerd.kata.v2 --runtime-config-path " +
+                          w().badConfig + " --rm " + w().image + " " + c + " true") +
+                  " </dev/null");
+    auto secs =
+        std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find(w().tmp + "/no-such-dir/vmlinux"), std::string::npos) << r.out;
+    EXPECT_LT(secs, 60) << "failure took longer than the dial timeout";
+    sh(w().ctr("container delete " + c) + " >/dev/null 2>&1");
+    expectNothingLeft(c);
+}
