@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # measure-boot.sh [--runs N] [--kernel-dir DIR]... [--firmware seabios|qboot]...
-#                 [--compression none|gzip|zstd|xz]... [--bzimage]
+#                 [--compression none|gzip|zstd|xz]... [--bzimage] [--qemu-arg ARG]...
 #
 # Boot-to-/init measurements under QEMU (q35, TCG, -m 512): for every combination of
 # kernel dir (default: Debian's, from fetch-debian-kernel.sh), firmware and initrd
 # compression, boots an initrd whose /init prints the guest uptime and powers off, N times
 # (rounds interleaved, so background load hits every variant alike). Prints the median
 # and range of the wall time (QEMU start to exit) and of the guest uptime at /init.
-# --bzimage adds Debian's compressed vmlinuz as a kernel variant. Not a CTest test.
+# --bzimage adds Debian's compressed vmlinuz as a kernel variant. --qemu-arg passes an
+# argument to every QEMU: "--qemu-arg -icount --qemu-arg shift=0,sleep=off" makes guest time
+# count instructions, so the uptime column stops depending on host load (the wall column
+# then means nothing). Not a CTest test.
 source "$(dirname "$0")/lib.sh"
 
 runs=3
-kdirs=() firmwares=() comps=() bzimage=0
+kdirs=() firmwares=() comps=() bzimage=0 qargs=()
 while (($#)); do
   case $1 in
     --runs) runs=$2; shift 2 ;;
@@ -19,6 +22,7 @@ while (($#)); do
     --firmware) firmwares+=("$2"); shift 2 ;;
     --compression) comps+=("$2"); shift 2 ;;
     --bzimage) bzimage=1; shift ;;
+    --qemu-arg) qargs+=("$2"); shift 2 ;;
     *) fail "unknown argument $1" ;;
   esac
 done
@@ -48,8 +52,8 @@ done
 for ((r = 1; r <= runs; r++)); do
   for i in "${!variants[@]}"; do
     IFS='|' read -r kern initrd fw <<<"${variants[$i]}"
-    fwargs=()
-    [ "$fw" = qboot ] && fwargs=(-bios /usr/share/qemu/qboot.rom)
+    fwargs=(${qargs[@]+"${qargs[@]}"})
+    [ "$fw" = qboot ] && fwargs+=(-bios /usr/share/qemu/qboot.rom)
     start=$(now)
     boot_qemu "$kern" "$initrd" "$T/console-$i-$r.log" "$T/share" ${fwargs[@]+"${fwargs[@]}"}
     wall=$(elapsed "$start")

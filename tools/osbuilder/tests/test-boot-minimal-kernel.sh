@@ -29,7 +29,7 @@ pass "initrd: ${wall}s wall, /init at uptime $(sed -n 's/.*init at uptime \([0-9
 start=$(now)
 boot_qemu "$K/vmlinux" "" "$T/image.log" "$T/share" \
   -drive "file=$T/rootfs.img,if=none,id=root,format=raw,readonly=on" -device virtio-blk-pci,drive=root \
-  -append "console=ttyS0 panic=-1 quiet root=/dev/vda rootfstype=ext4 ro init=/init"
+  -append "$BOOT_APPEND root=/dev/vda rootfstype=ext4 ro init=/init"
 wall=$(elapsed "$start")
 check_log "$T/image.log" image
 pass "ext4 image on virtio-blk: ${wall}s wall, /init at uptime $(sed -n 's/.*init at uptime \([0-9.]*\).*/\1/p' "$T/image.log")s"
