@@ -25,6 +25,9 @@ namespace kata::jail {
 
 namespace {
 int gWakeWrite = -1;
+// Exits nobody watched (orphans re-parented to us, helpers whose starter gave up) are kept for a
+// late watch(); past this many the oldest are forgotten.
+constexpr size_t kMaxUnclaimed = 4096;
 
 void onSigchld(int) {
     int saved = errno;
@@ -42,6 +45,7 @@ struct Reaper::State {
     int wakeRead = -1;
     std::map<pid_t, std::function<void(int)>> watchers;
     std::map<pid_t, int> unclaimed;
+    std::deque<pid_t> unclaimedOrder;  // oldest first, to bound what orphans can pile up
     // Exits claimed by watch() after they happened; delivered from the reaper thread.
     std::deque<std::pair<std::function<void(int)>, int>> pending;
 
@@ -69,7 +73,15 @@ struct Reaper::State {
                     deliver.emplace_back(std::move(it->second), status);
                     watchers.erase(it);
                 } else {
-                    unclaimed[pid] = status;
+                    if (unclaimed.emplace(pid, status).second) {
+                        unclaimedOrder.push_back(pid);
+                    } else {
+                        unclaimed[pid] = status;
+                    }
+                    while (unclaimedOrder.size() > kMaxUnclaimed) {
+                        unclaimed.erase(unclaimedOrder.front());
+                        unclaimedOrder.pop_front();
+                    }
                 }
             }
             {
