@@ -97,6 +97,7 @@ class RealAgent : public ::testing::Test {
         auto left = mountsUnder(dir_.string());
         for (auto it = left.rbegin(); it != left.rend(); ++it) ::umount2(it->c_str(), MNT_DETACH);
         std::error_code ec;
+        fs::remove(fs::path("/sys/fs/cgroup") / cgroup_, ec);  // cgroup v2 only hosts
         for (const auto& ctrl : fs::directory_iterator("/sys/fs/cgroup", ec)) {
             fs::remove(ctrl.path() / cgroup_, ec);  // rmdir of an empty cgroup
         }
