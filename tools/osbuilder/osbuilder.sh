@@ -91,7 +91,12 @@ check_extra() {
 }
 
 is_elf() { [ "$(head -c 4 "$1" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ]; }
-is_dynamic_elf() { is_elf "$1" && readelf -lW "$1" 2>/dev/null | grep -q 'Requesting program interpreter'; }
+is_dynamic_elf() {
+  local headers
+  is_elf "$1" || return 1
+  headers=$(readelf -lW "$1" 2>/dev/null) || return 1
+  grep -q 'Requesting program interpreter' <<<"$headers"
+}
 
 # ---------------------------------------------------------------------------------------
 # the guest tree

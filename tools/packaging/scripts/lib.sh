@@ -95,10 +95,13 @@ kata_extract_vmlinux() {
 # kata_check_pvh VMLINUX: the file is an x86-64 ELF carrying the Xen ELF note
 # XEN_ELFNOTE_PHYS32_ENTRY (type 18), the PVH entry point QEMU's -kernel uses.
 kata_check_pvh() {
-  local f=$1
-  readelf -h "$f" 2>/dev/null | grep -q 'Machine:.*X86-64' ||
+  local f=$1 header notes
+  # (captured first: grep -q closing the pipe early would fail the pipeline under pipefail)
+  header=$(readelf -h "$f" 2>/dev/null) || true
+  notes=$(readelf -nW "$f" 2>/dev/null) || true
+  grep -q 'Machine:.*X86-64' <<<"$header" ||
     kata_die "$f is not an x86-64 ELF kernel"
-  readelf -nW "$f" 2>/dev/null | grep -Eq '^[[:space:]]*Xen[[:space:]].*(\(0x00000012\)|PHYS32_ENTRY)' ||
+  grep -Eq '^[[:space:]]*Xen[[:space:]].*(\(0x00000012\)|PHYS32_ENTRY)' <<<"$notes" ||
     kata_die "$f has no PVH entry note (Xen ELF note XEN_ELFNOTE_PHYS32_ENTRY); QEMU cannot boot it directly"
 }
 
