@@ -67,9 +67,9 @@ if ! kata_apt_has "$pkg" "$ver"; then
   if [ "${KATA_KERNEL_FOLLOW_LATEST:-0}" != 1 ]; then
     kata_die "the pinned guest kernel $pin_pkg=$pin_ver (versions.yaml assets.kernel.debian) is not in the apt archive any more (apt-cache show $pin_pkg=$pin_ver found nothing; run apt-get update?). Update the pin in versions.yaml (apt-cache depends $meta_pkg shows the current one) or set KATA_KERNEL_FOLLOW_LATEST=1 to use that one."
   fi
-  pkg=$(apt-cache depends "$meta_pkg" 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
+  pkg=$(apt-cache depends "$meta_pkg" 2>/dev/null | awk '/Depends: linux-image-/ && !found { print $2; found = 1 }')
   [ -n "$pkg" ] || kata_die "cannot resolve the kernel package $meta_pkg depends on (apt-cache depends $meta_pkg)"
-  ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ { print $2; exit }')
+  ver=$(apt-cache policy "$pkg" 2>/dev/null | awk '/Candidate:/ && !found { print $2; found = 1 }')
   { [ -n "$ver" ] && [ "$ver" != "(none)" ]; } || kata_die "no installable version of $pkg (apt-cache policy $pkg)"
   abi=${pkg#linux-image-}; abi=${abi%-"$flavour"}
   followed=yes
