@@ -117,6 +117,51 @@ bool rootIsInitramfs() {
     return rootType == "rootfs";
 }
 
+// Kata gives a sandbox's containers one IPC and one UTS namespace (a pod shares IPC and its
+// hostname). They are made by a short-lived child and pinned by open fds.
+struct SharedNamespaces {
+    UniqueFd ipc, uts;
+};
+
+SharedNamespaces makeSharedNamespaces(const std::string& hostname) {
+    int sync[2];
+    if (::pipe2(sync, O_CLOEXEC) != 0) throwErrno("pipe", "for the sandbox namespaces");
+    UniqueFd rd(sync[0]), wr(sync[1]);
+    pid_t pid = ::fork();
+    if (pid < 0) throwErrno("fork", "sandbox namespace holder");
+    if (pid == 0) {
+        char ok = 1;
+        if (::unshare(CLONE_NEWIPC | CLONE_NEWUTS) != 0) ok = 0;
+        if (ok && !hostname.empty() && ::sethostname(hostname.data(), hostname.size()) != 0) ok = 0;
+        (void)!::write(wr.get(), &ok, 1);
+        ::pause();
+        _exit(0);
+    }
+    wr.reset();
+    char ok = 0;
+    ssize_t n = ::read(rd.get(), &ok, 1);
+    SharedNamespaces ns;
+    if (n == 1 && ok) {
+        ns.ipc.reset(
+            ::open(("/proc/" + std::to_string(pid) + "/ns/ipc").c_str(), O_RDONLY | O_CLOEXEC));
+        ns.uts.reset(
+            ::open(("/proc/" + std::to_string(pid) + "/ns/uts").c_str(), O_RDONLY | O_CLOEXEC));
+    }
+    int err = errno;
+    ::kill(pid, SIGKILL);
+    jail::Reaper::instance().waitFor(pid);
+    if (n != 1 || !ok) {
+        throw Error(StatusCode::kInternal, "create the sandbox's ipc/uts namespaces (hostname \"" +
+                                               hostname + "\") failed");
+    }
+    if (!ns.ipc || !ns.uts) throw SystemError("open", "sandbox namespace holder's ns", err);
+    return ns;
+}
+
+std::string fdPath(const UniqueFd& fd) {
+    return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd.get());
+}
+
 // CreateSandbox's kernel modules, loaded the way Kata's agent does: `modprobe <name> <params>`.
 void loadKernelModule(const grpc::KernelModule& module) {
     const std::string& name = module.name();
