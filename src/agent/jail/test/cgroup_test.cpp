@@ -11,17 +11,14 @@
 #include <thread>
 
 #include "cgroup.h"
+#include "jail_test_util.h"
 #include "kata/jail/reaper.h"
 
 namespace kata::jail {
 namespace {
 
-std::string slurp(const std::string& path) {
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
-}
+using test::removeTestCgroupParents;
+using test::slurp;
 
 pid_t spawnSleeper() {
     Reaper::instance().start();
@@ -71,6 +68,7 @@ class CgroupBackendTest : public ::testing::Test {
         if (::geteuid() != 0) GTEST_SKIP() << "cgroup tests need root";
         path_ = "kata_jail_test/cg-" + std::to_string(::getpid());
     }
+    void TearDown() override { removeTestCgroupParents(); }
     std::string path_;
 };
 

@@ -63,6 +63,19 @@ inline std::string selfCgroupDir(const std::string& controller) {
     return "";
 }
 
+// The shared "kata_jail_test" parent of the tests' cgroups: whoever finishes last removes it
+// (rmdir fails harmlessly while another test still has a cgroup below it).
+inline void removeTestCgroupParents() {
+    for (const char* c :
+         {"memory", "pids", "cpu", "cpuacct", "cpuset", "freezer", "devices", "blkio", "hugetlb",
+          "net_cls", "net_prio", "perf_event", "rdma", "misc"}) {
+        std::string d = selfCgroupDir(c);
+        if (!d.empty()) ::rmdir((d + "/kata_jail_test").c_str());
+    }
+    for (const char* root : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"})
+        ::rmdir((std::string(root) + "/kata_jail_test").c_str());
+}
+
 inline bool hostHasV1(const std::string& controller) {
     return !selfCgroupDir(controller).empty() &&
            std::filesystem::exists("/sys/fs/cgroup/" + controller + "/cgroup.procs");
@@ -113,6 +126,7 @@ class JailTest : public ::testing::Test {
             expectGone(c->id(), pid);
         }
         containers_.clear();
+        removeTestCgroupParents();
         std::error_code ec;
         std::filesystem::remove_all(dir_, ec);
     }
