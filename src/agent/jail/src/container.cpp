@@ -424,6 +424,13 @@ void Container::setOomCallback(std::function<void()> cb) {
 }
 
 void Container::destroy() {
+    // Stop the OOM watcher outside the lock: its callback may be running and calling us.
+    std::unique_ptr<OomWatcher> watcher;
+    {
+        std::lock_guard<std::mutex> lock(impl_->mu);
+        watcher = std::move(impl_->oomWatcher);
+    }
+    watcher.reset();
     std::lock_guard<std::mutex> lock(impl_->mu);
     impl_->destroyLocked();
 }
