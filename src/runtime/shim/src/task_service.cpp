@@ -12,6 +12,7 @@
 #include "kata/ttrpc/ttrpc.h"
 #include "options.h"
 #include "spec_rewrite.h"
+#include "stats.h"
 
 namespace kata::shim {
 
@@ -595,12 +596,15 @@ task::WaitResponse TaskService::wait(const task::WaitRequest& req) {
 }
 
 task::StatsResponse TaskService::stats(const task::StatsRequest& req) {
+    std::shared_ptr<Sandbox> sb;
     {
         std::lock_guard<std::mutex> lk(mu_);
         findContainer(req.id());
+        sb = sandbox_;
     }
-    throw Error(StatusCode::kUnimplemented,
-                "stats of " + req.id() + ": cgroup metrics are not mapped by this shim yet");
+    task::StatsResponse r;
+    *r.mutable_stats() = packMetrics(metricsFromAgentStats(sb->agent()->statsContainer(req.id())));
+    return r;
 }
 
 task::ConnectResponse TaskService::connect(const task::ConnectRequest& req) {

@@ -89,7 +89,10 @@ class FakeAgent : public AgentClient {
     void updateContainer(const std::string& cid, const grpc::LinuxResources&) override {
         record("UpdateContainer " + cid);
     }
-    grpc::StatsContainerResponse statsContainer(const std::string&) override { return {}; }
+    grpc::StatsContainerResponse statsContainer(const std::string& cid) override {
+        record("StatsContainer " + cid);
+        return {};
+    }
     void pauseContainer(const std::string& cid) override { record("PauseContainer " + cid); }
     void resumeContainer(const std::string& cid) override { record("ResumeContainer " + cid); }
     std::string readStdout(const std::string& cid, const std::string& eid, uint32_t) override {
@@ -406,7 +409,9 @@ TEST_F(TaskServiceTest, StatusCodesContainerdRelieson) {
 
     task::StatsRequest s;
     s.set_id("c1");
-    expectCode(StatusCode::kUnimplemented, [&] { service_->stats(s); });
+    EXPECT_EQ(service_->stats(s).stats().type_url(), "io.containerd.cgroups.v1.Metrics");
+    s.set_id("nope");
+    expectCode(StatusCode::kNotFound, [&] { service_->stats(s); });
 
     agent_->exitProcess("c1/c1", 137);
     task::WaitRequest w;
