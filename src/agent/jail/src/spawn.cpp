@@ -161,7 +161,14 @@ pid_t spawnProcess(const SpawnRequest& req, UniqueFd* sync, const std::string& c
             childFail(childSync, "clone", what, err);
         }
         if (pid == 0) {
-            req.childMain(childSync);
+            // An exception must never unwind into the agent's frames copied into this child.
+            try {
+                req.childMain(childSync);
+            } catch (const std::exception& e) {
+                childFail(childSync, "set up process", e.what(), 0);
+            } catch (...) {
+                childFail(childSync, "set up process", "unknown exception", 0);
+            }
             ::_exit(127);
         }
         childSend(childSync, SyncType::kPid, static_cast<int>(pid));

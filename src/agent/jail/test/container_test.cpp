@@ -608,6 +608,46 @@ TEST_F(JailTest, DestroyIsIdempotentAndCleansEverything) {
     EXPECT_TRUE(::kill(e->pid(), 0) != 0 && errno == ESRCH);
 }
 
+TEST_F(JailTest, ConcurrentContainersFromManyThreads) {
+    // Forks from several threads at once: each sync channel must reach EOF only through its
+    // own process, never be held open by a sibling's child.
+    constexpr int kThreads = 4, kEach = 3;
+    std::vector<std::thread> threads;
+    std::atomic<int> ok{0};
+    std::vector<std::string> errors(kThreads);
+    for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+            try {
+                for (int i = 0; i < kEach; ++i) {
+                    std::string id = id_ + "-t" + std::to_string(t) + "-" + std::to_string(i);
+                    auto spec = baseSpec({"sh", "-c", "echo " + id});
+                    spec.mutable_linux()->set_cgroupspath("kata_jail_test/" + id);
+                    auto c = Container::create(id, spec, CreateOptions{dir_, ""});
+                    // Hold the container a moment so sibling threads fork meanwhile.
+                    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+                    c->start();
+                    std::string out = readAllFd(c->initProcess()->io().stdoutReader.get(), 10000);
+                    if (c->initProcess()->waitFor(10000) == 0 && out == id + "\n") ++ok;
+                    pid_t pid = c->initProcess()->pid();
+                    c->destroy();
+                    if (::kill(pid, 0) == 0)
+                        errors[t] += "init " + std::to_string(pid) + " alive; ";
+                }
+            } catch (const std::exception& e) {
+                errors[t] += e.what();
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    for (const auto& e : errors) EXPECT_EQ(e, "");
+    EXPECT_EQ(ok.load(), kThreads * kEach);
+    for (int t = 0; t < kThreads; ++t)
+        for (int i = 0; i < kEach; ++i)
+            for (const auto& d :
+                 cgroupDirs(id_ + "-t" + std::to_string(t) + "-" + std::to_string(i)))
+                EXPECT_FALSE(std::filesystem::exists(d)) << d;
+}
+
 TEST_F(JailTest, DestroyBeforeStart) {
     Container* c = create(baseSpec({"sleep", "100"}));
     pid_t pid = c->initProcess()->pid();
