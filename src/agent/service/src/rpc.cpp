@@ -30,9 +30,15 @@ void add(ttrpc::Server& server, const char* service, const char* method,
             try {
                 return fn(req);
             } catch (const Error& e) {
-                kLog.warn(
-                    "rpc failed",
-                    {{"method", name}, {"code", statusCodeName(e.code())}, {"error", e.what()}});
+                // End of a stream is the normal way ReadStdout/ReadStderr finish.
+                log::Level level = std::string(e.what()) == "read meet eof" ? log::Level::kDebug
+                                                                            : log::Level::kWarn;
+                if (kLog.enabled(level)) {
+                    log::write(level, "rpc", "rpc failed",
+                               {{"method", name},
+                                {"code", statusCodeName(e.code())},
+                                {"error", e.what()}});
+                }
                 throw;
             } catch (const std::exception& e) {
                 kLog.error("rpc failed", {{"method", name}, {"error", e.what()}});
@@ -136,11 +142,15 @@ void registerServices(ttrpc::Server& server, Sandbox& sb) {
         server, "PauseContainer", [&sb](const auto& r) { sb.pauseContainer(r.container_id()); });
     agentRpcEmpty<grpc::ResumeContainerRequest>(
         server, "ResumeContainer", [&sb](const auto& r) { sb.resumeContainer(r.container_id()); });
-    agentRpc<grpc::GetOOMEventRequest, grpc::OOMEvent>(server, "GetOOMEvent", [&sb](const auto&) {
-        grpc::OOMEvent ev;
-        ev.set_container_id(sb.waitOomEvent());
-        return ev;
-    });
+    // Honours the call's timeout so a shim that went away does not pin a worker forever.
+    server.registerMethod<grpc::GetOOMEventRequest, grpc::OOMEvent>(
+        kAgentServiceName, "GetOOMEvent",
+        [&sb](const ttrpc::CallContext& ctx, const grpc::GetOOMEventRequest&) {
+            grpc::OOMEvent ev;
+            ev.set_container_id(sb.waitOomEvent(
+                std::chrono::duration_cast<std::chrono::milliseconds>(ctx.timeout)));
+            return ev;
+        });
 
     // ---- guest ----
     agentRpc<grpc::GuestDetailsRequest, grpc::GuestDetailsResponse>(

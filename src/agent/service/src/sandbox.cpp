@@ -831,9 +831,15 @@ void Sandbox::resumeContainer(const std::string& cid) {
     entry->ctr->resume();
 }
 
-std::string Sandbox::waitOomEvent() {
+std::string Sandbox::waitOomEvent(std::chrono::milliseconds timeout) {
     std::unique_lock<std::mutex> lk(oomMu_);
-    oomCv_.wait(lk, [&] { return !oomEvents_.empty(); });
+    auto ready = [&] { return !oomEvents_.empty(); };
+    if (timeout.count() <= 0) {
+        oomCv_.wait(lk, ready);
+    } else if (!oomCv_.wait_for(lk, timeout, ready)) {
+        throw Error(StatusCode::kDeadlineExceeded,
+                    "GetOOMEvent: no OOM event within " + std::to_string(timeout.count()) + "ms");
+    }
     std::string id = oomEvents_.front();
     oomEvents_.pop_front();
     return id;

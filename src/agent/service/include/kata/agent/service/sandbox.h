@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -94,8 +95,9 @@ class Sandbox {
     void pauseContainer(const std::string& cid);
     void resumeContainer(const std::string& cid);
 
-    // Blocks until a container's memory cgroup had an OOM kill; returns its id.
-    std::string waitOomEvent();
+    // Blocks until a container's memory cgroup had an OOM kill; returns its id. timeout 0 waits
+    // for ever, else kDeadlineExceeded when it passes.
+    std::string waitOomEvent(std::chrono::milliseconds timeout = std::chrono::milliseconds(0));
 
     size_t containerCount();
     size_t processCount();
