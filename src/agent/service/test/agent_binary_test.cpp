@@ -305,7 +305,12 @@ class AgentTest : public ::testing::Test {
     static inline std::string rootfsParent_;
     std::string dir_, runDir_, socket_, logPath_, cgroupPrefix_;
     // Container commands carry this so leftovers can be found in /proc.
-    const std::string marker_ = "98765" + std::to_string(::getpid() % 1000);
+    const std::string marker_ = [] {
+        // Fixed width, so no test process's marker is a substring of another's (ctest -j).
+        char buf[16];
+        std::snprintf(buf, sizeof(buf), "3%07d", static_cast<int>(::getpid()));
+        return std::string(buf);
+    }();
     pid_t agentPid_ = 0;
     std::unique_ptr<kata::ttrpc::Client> client_;
 };
