@@ -263,7 +263,7 @@ class ShimE2e : public ::testing::Test {
         std::string leftover;
         for (int i = 0; i < 50; ++i) {
             leftover.clear();
-            if (sh("pgrep -f \"qemu-system.*" + id + "\"").status == 0) leftover += " qemu;";
+            if (sh("pgrep -f \"[q]emu-system.*" + id + "\"").status == 0) leftover += " qemu;";
             if (sh("grep -q /run/kata-containers/shared/sandboxes/" + id + " /proc/self/mountinfo")
                     .status == 0)
                 leftover += " mounts;";
