@@ -343,13 +343,14 @@ class CgroupV1 : public Cgroup {
             if (part.empty()) continue;
             std::string parent = cur;
             cur += "/" + part;
-            if (::mkdir(cur.c_str(), 0755) != 0) {
-                if (errno == EEXIST) continue;
+            if (::mkdir(cur.c_str(), 0755) == 0) {
+                created_.push_back(cur);
+            } else if (errno != EEXIST) {
                 throwErrno("mkdir cgroup", cur);
             }
-            created_.push_back(cur);
             if (h.has("cpuset")) {
-                // A new cpuset starts empty and refuses tasks: inherit the parent's.
+                // A new cpuset starts empty and refuses tasks: inherit the parent's. Existing
+                // levels too: another container may have just made one and not filled it yet.
                 for (const char* f : {"cpuset.cpus", "cpuset.mems"}) {
                     std::string v = trim(readFile(cur + "/" + f));
                     if (v.empty()) writeFile(cur + "/" + f, trim(readFile(parent + "/" + f)));

@@ -9,7 +9,10 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <future>
+#include <memory>
 
 #include "kata/common/error.h"
 #include "kata/jail/reaper.h"
@@ -149,6 +152,11 @@ pid_t spawnProcess(const SpawnRequest& req, UniqueFd* sync, const std::string& c
         }
         childJoinNamespaces(childSync, req.joins);
         for (const auto& j : req.joins) ::close(j.fd);
+        // The final process waits until its pid has been reported, so the agent always reads the
+        // pid first: the pipe's write end closes when the intermediate exits.
+        int order[2];
+        if (::pipe2(order, O_CLOEXEC) != 0)
+            childFail(childSync, "pipe2", "process start order", errno);
         long pid = ::syscall(SYS_clone,
                              static_cast<unsigned long>(req.cloneFlags) | CLONE_PARENT | SIGCHLD,
                              nullptr, nullptr, nullptr, nullptr);
@@ -161,6 +169,11 @@ pid_t spawnProcess(const SpawnRequest& req, UniqueFd* sync, const std::string& c
             childFail(childSync, "clone", what, err);
         }
         if (pid == 0) {
+            ::close(order[1]);
+            char c;
+            while (::read(order[0], &c, 1) < 0 && errno == EINTR) {
+            }
+            ::close(order[0]);
             // An exception must never unwind into the agent's frames copied into this child.
             try {
                 req.childMain(childSync);
@@ -174,11 +187,16 @@ pid_t spawnProcess(const SpawnRequest& req, UniqueFd* sync, const std::string& c
         childSend(childSync, SyncType::kPid, static_cast<int>(pid));
         ::_exit(0);
     }
-    Reaper::instance().watch(mid, [](int) {});
+    // Wait for the intermediate to be reaped before returning: until then it still counts as a
+    // process of the container's cgroup.
+    auto reaped = std::make_shared<std::promise<void>>();
+    std::future<void> reapedFuture = reaped->get_future();
+    Reaper::instance().watch(mid, [reaped](int) { reaped->set_value(); });
     sp.child.reset();
     SyncMsg msg;
-    if (!syncRecv(sp.parent.get(), &msg, nullptr, kSetupTimeoutMs))
-        throw Error(StatusCode::kInternal, "container setup process died" + context);
+    bool got = syncRecv(sp.parent.get(), &msg, nullptr, kSetupTimeoutMs);
+    reapedFuture.wait_for(std::chrono::seconds(10));
+    if (!got) throw Error(StatusCode::kInternal, "container setup process died" + context);
     if (msg.type == SyncType::kError) throwChildError(msg, context);
     if (msg.type != SyncType::kPid)
         throw Error(StatusCode::kInternal, "container setup process: unexpected message" + context);
