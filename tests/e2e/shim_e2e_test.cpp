@@ -53,6 +53,7 @@ std::string slurp(const std::string& path) {
 struct World {
     std::string skip;  // non-empty: why the tests cannot run here
     std::string tmp, bin, sock, ns = "kata-e2e", image = "docker.io/kata-e2e/busybox:latest";
+    std::string userImage = "docker.io/kata-e2e/busybox:user";  // config.user 1000:1000
     std::string kernel, initrd, guestRelease, config, badConfig;
     pid_t containerd = -1;
 
@@ -129,9 +130,10 @@ class E2eEnvironment : public ::testing::Environment {
             const char* cache = std::getenv("KATA_CACHE_DIR");
             assets = std::string(cache ? cache : "/var/cache/kata-cpp") + "/e2e-assets";
         }
-        Result a = sh(std::string(KATA_E2E_REPO) + "/tools/osbuilder/build-guest-assets.sh --agent " +
-                          agent + " --out-dir " + assets + " --debug-console 2>/dev/null",
-                      900);
+        Result a =
+            sh(std::string(KATA_E2E_REPO) + "/tools/osbuilder/build-guest-assets.sh --agent " +
+                   agent + " --out-dir " + assets + " --debug-console 2>/dev/null",
+               900);
         if (a.status != 0) {
             w.skip = "build-guest-assets.sh failed (" + std::to_string(a.status) + "): " + a.out;
             return;
@@ -197,8 +199,12 @@ class E2eEnvironment : public ::testing::Environment {
                           " umoci config --image oci:bb --config.cmd /bin/sh"
                           " --config.env PATH=/usr/sbin:/usr/bin:/sbin:/bin;"
                           " skopeo copy oci:oci:bb docker-archive:bb.tar:kata-e2e/busybox:latest"
+                          " >/dev/null;"
+                          // ctr run has no --user: the user comes from a second image's config.
+                          " umoci config --image oci:bb --tag user --config.user 1000:1000;"
+                          " skopeo copy oci:oci:user docker-archive:user.tar:kata-e2e/busybox:user"
                           " >/dev/null; " +
-                          w.ctr("images import bb.tar"),
+                          w.ctr("images import bb.tar") + "; " + w.ctr("images import user.tar"),
                       300);
         if (b.status != 0) {
             w.skip = "building the busybox image failed: " + b.out;
@@ -293,7 +299,7 @@ TEST_F(ShimE2e, UnameShowsTheGuestKernel) {
 
 TEST_F(ShimE2e, ExitCodeEnvCwdAndUserReachTheProcess) {
     std::string c = id("exit");
-    Result r = sh(w().run("--rm --env FOO=bar --cwd /tmp --user 1000:1000 " + w().image + " " + c +
+    Result r = sh(w().run("--rm --env FOO=bar --cwd /tmp " + w().userImage + " " + c +
                           " sh -c \"echo \\$FOO \\$(pwd) \\$(id -u):\\$(id -g); exit 3\"") +
                   " </dev/null");
     EXPECT_EQ(r.status, 3) << r.out;
