@@ -115,6 +115,7 @@ struct Options {
     int runs = 5;
     uint32_t memoryMiB = 0;  // 0: the hypervisor config's default (Kata's default_memory)
     bool templ = false;
+    bool verbose = false;    // -v: every failed Check attempt and the console of each agent VM
     bool floorOnly = false;  // bench/ctr: only the floor, one "floor_seconds=" line per run
     int timeoutSec = 180;
 };
@@ -122,6 +123,8 @@ struct Options {
 struct Memory {
     double rssMiB = 0, pssMiB = 0;
 };
+
+std::string fmt(double v, int prec = 3);
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -225,6 +228,10 @@ void waitAgentReady(kata::hypervisor::Hypervisor& vm, const Options& o, Clock::t
             }
         } catch (const kata::Error& e) {
             lastError = e.what();
+            if (o.verbose) {
+                std::cerr << "  [" << fmt(seconds(Clock::now() - t0)) << " s] " << lastError
+                          << "\n";
+            }
             if (e.code() != kata::StatusCode::kDeadlineExceeded) std::this_thread::sleep_for(50ms);
         }
     }
@@ -247,6 +254,7 @@ AgentRun runAgent(const Options& o, const TempDir& tmp, const std::string& name,
     AgentRun r;
     r.seconds = seconds(Clock::now() - t0);
     r.memory = readMemory(vm->pid());
+    if (o.verbose) std::cerr << "  console of " << name << ":\n" << vm->consoleTail(40) << "\n";
     return r;
 }
 
@@ -275,7 +283,7 @@ Stats stats(std::vector<double> v) {
     return s;
 }
 
-std::string fmt(double v, int prec = 3) {
+std::string fmt(double v, int prec) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "%.*f", prec, v);
     return buf;
@@ -307,6 +315,7 @@ void usage(std::ostream& os) {
     os << "usage: kata-bench-boot --kernel VMLINUX --floor-initrd FILE --agent-initrd FILE\n"
           "                       [-n RUNS] [--firmware FILE] [--memory MIB] [--template]\n"
           "                       [--qemu PATH] [--timeout SEC] [--label TEXT]\n"
+          "                       [-v]\n"
           "       kata-bench-boot --floor-only --kernel VMLINUX --floor-initrd FILE [-n RUNS] ...\n"
           "Boots the floor initrd and the kata-agent initrd RUNS times each, alternating, and\n"
           "prints median/min/max of the boot times, the ratio agent/floor, and QEMU's RSS/PSS\n"
@@ -346,6 +355,8 @@ Options parseArgs(int argc, char** argv) {
             o.templ = true;
         else if (a == "--floor-only")
             o.floorOnly = true;
+        else if (a == "-v" || a == "--verbose")
+            o.verbose = true;
         else if (a == "-h" || a == "--help") {
             usage(std::cout);
             std::exit(0);

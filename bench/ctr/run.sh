@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/ctr/run.sh [-n RUNS] [--build DIR] [--record]
+# bench/ctr/run.sh [-n RUNS] [--build DIR] [--agent PATH] [--shim PATH] [--record]
 #
 # `ctr run --rm IMAGE ID true` wall time, in one run and alternating each round:
 #   kata   our runtime, io.containerd.kata.v2 (containerd-shim-kata-v2 + QEMU + kata-agent)
@@ -12,20 +12,25 @@
 #
 #   --build DIR   CMake build dir with containerd-shim-kata-v2, kata-agent, kata-bench-boot
 #                 (default: $KATA_BUILD_DIR, else <repo>/build)
+#   --agent PATH  kata-agent (default: DIR/src/agent/service/kata-agent)
+#   --shim PATH   containerd-shim-kata-v2 (default: DIR/src/runtime/shim/containerd-shim-kata-v2)
 #
 # The private containerd, the busybox image and the kata configuration come from the e2e
 # helpers in tests/e2e/lib.sh (owned by the shim's e2e tests; see bench/README.md for the
-# functions used). Everything runs in a temp dir removed on exit, also on Ctrl-C. Needs root.
+# functions used; KATA_E2E_LIB=FILE sources another). Everything runs in a temp dir removed
+# on exit, also on Ctrl-C. Needs root.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 die() { echo "bench/ctr: error: $*" >&2; exit 1; }
 
-runs=5 build=${KATA_BUILD_DIR:-$repo/build} record=0
+runs=5 build=${KATA_BUILD_DIR:-$repo/build} record=0 agent="" shim=""
 while (($#)); do
   case $1 in
     -n | --runs) runs=${2:?-n needs a number}; shift 2 ;;
     --build) build=${2:?--build needs a DIR}; shift 2 ;;
+    --agent) agent=${2:?--agent needs a PATH}; shift 2 ;;
+    --shim) shim=${2:?--shim needs a PATH}; shift 2 ;;
     --record) record=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -39,7 +44,7 @@ if [ "$record" = 1 ]; then
   result=$repo/bench/results/ctr-$(date -u +%F).txt
   echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs (git $(git -C "$repo" describe --always --dirty 2>/dev/null))" >>"$result"
   set +e
-  "$0" -n "$runs" --build "$build" | tee -a "$result"
+  "$0" -n "$runs" --build "$build" ${agent:+--agent "$agent"} ${shim:+--shim "$shim"} | tee -a "$result"
   rc=${PIPESTATUS[0]}
   echo "bench/ctr: appended to $result" >&2
   exit "$rc"
@@ -48,14 +53,14 @@ fi
 for tool in containerd ctr runc qemu-system-x86_64 umoci skopeo; do
   command -v "$tool" >/dev/null || die "$tool is not installed (utils/install-deps.sh)"
 done
-shim=$build/src/runtime/shim/containerd-shim-kata-v2
-agent=$build/src/agent/service/kata-agent
+shim=${shim:-$build/src/runtime/shim/containerd-shim-kata-v2}
+agent=${agent:-$build/src/agent/service/kata-agent}
 bench_bin=$build/bench/boot/kata-bench-boot
 [ -x "$shim" ] || die "containerd-shim-kata-v2 not built ($shim): run cmake -S $repo -B $build && make -C $build containerd-shim-kata-v2"
 [ -x "$agent" ] || die "kata-agent not built ($agent): run cmake -S $repo -B $build && make -C $build kata-agent"
 [ -x "$bench_bin" ] || die "kata-bench-boot not built ($bench_bin): run make -C $build kata-bench-boot"
 
-e2e_lib=$repo/tests/e2e/lib.sh
+e2e_lib=${KATA_E2E_LIB:-$repo/tests/e2e/lib.sh}
 [ -r "$e2e_lib" ] || die "the e2e helpers $e2e_lib have not landed yet (needed: e2e_setup, e2e_teardown; see bench/README.md)"
 # shellcheck source=../../tests/e2e/lib.sh
 source "$e2e_lib"
@@ -63,10 +68,23 @@ for fn in e2e_setup e2e_teardown; do
   declare -F "$fn" >/dev/null || die "$e2e_lib defines no $fn (see bench/README.md)"
 done
 
+ctr_() { ctr --address "$E2E_CTR_ADDRESS" --namespace "$E2E_NAMESPACE" "$@"; }
 work=$(mktemp -d /tmp/kata-bench-ctr-XXXXXX)
+# Tasks still running (Ctrl-C mid-round): killed and deleted while containerd is still up, so
+# their shims and VMs go with them.
+remove_tasks() {
+  [ -n "${E2E_CTR_ADDRESS:-}" ] && [ -S "$E2E_CTR_ADDRESS" ] || return 0
+  local id
+  for id in $(ctr_ task ls -q 2>/dev/null); do
+    ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    for _ in $(seq 50); do ctr_ task delete "$id" >/dev/null 2>&1 && break; sleep 0.2; done
+  done
+  for id in $(ctr_ container ls -q 2>/dev/null); do ctr_ container delete "$id" >/dev/null 2>&1 || true; done
+}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
+  remove_tasks
   e2e_teardown >&2 || echo "bench/ctr: warning: e2e_teardown failed; check $work" >&2
   rm -rf "$work"
   exit "$rc"
@@ -79,7 +97,6 @@ e2e_setup --dir "$work" --shim "$shim" --agent "$agent" >&2 || die "e2e_setup fa
 for var in E2E_CTR_ADDRESS E2E_NAMESPACE E2E_IMAGE E2E_KATA_CONFIG E2E_KERNEL E2E_KERNEL_DIR; do
   [ -n "${!var:-}" ] || die "e2e_setup did not set $var (see bench/README.md)"
 done
-ctr_() { ctr --address "$E2E_CTR_ADDRESS" --namespace "$E2E_NAMESPACE" "$@"; }
 
 # The floor boots what the kata config boots: same kernel, memory and firmware.
 cfg_value() { sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*\"\{0,1\}\([^\"]*\)\"\{0,1\}[[:space:]]*$/\1/p" "$E2E_KATA_CONFIG" | head -1; }
@@ -154,12 +171,6 @@ awk -v k="$(median "${kata[@]}")" -v c="$(median "${runc[@]}")" 'BEGIN { printf 
 id=bench-mem-$$
 ctr_ run -d --runtime io.containerd.kata.v2 --runtime-config-path "$E2E_KATA_CONFIG" \
   "$E2E_IMAGE" "$id" sleep 600 >"$work/mem.out" 2>&1 || die "ctr run -d (kata) failed: $(cat "$work/mem.out")"
-stop_mem() {
-  ctr_ task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
-  for _ in $(seq 50); do ctr_ task delete "$id" >/dev/null 2>&1 && break; sleep 0.2; done
-  ctr_ container delete "$id" >/dev/null 2>&1 || true
-}
-trap 'rc=$?; stop_mem; (exit $rc); cleanup' EXIT
 for _ in $(seq 100); do
   ctr_ task ls 2>/dev/null | awk -v id="$id" '$1 == id && $3 == "RUNNING" { ok = 1 } END { exit !ok }' && break
   sleep 0.2
