@@ -419,6 +419,29 @@ TEST_F(JailTest, EnvCwdRlimitsAndNoNewPrivileges) {
     EXPECT_EQ(r.out, "/tmp\nbar\n123\nNoNewPrivs:\t1\n") << r.err;
 }
 
+TEST_F(JailTest, CgroupAndMqueueMountsShowTheContainersOwnCgroup) {
+    if (!hostHasV1("pids")) GTEST_SKIP() << "no v1 pids controller on this host";
+    auto spec =
+        baseSpec({"sh", "-c",
+                  "cat /sys/fs/cgroup/pids/pids.max; touch /sys/fs/cgroup/pids/x || echo ro;"
+                  " grep -c mqueue /proc/mounts; ls -l /dev/stdout /dev/fd | wc -l;"
+                  " cat /proc/self/oom_score_adj"});
+    spec.mutable_linux()->mutable_resources()->mutable_pids()->set_limit(77);
+    spec.mutable_process()->set_oomscoreadj(500);
+    auto add = [&](const char* dest, const char* type, std::vector<std::string> opts) {
+        auto* m = spec.add_mounts();
+        m->set_destination(dest);
+        m->set_type(type);
+        m->set_source(type);
+        for (auto& o : opts) m->add_options(o);
+    };
+    add("/sys/fs/cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"});
+    add("/dev/mqueue", "mqueue", {"nosuid", "noexec", "nodev"});
+    auto r = run(spec);
+    EXPECT_EQ(r.code, 0) << r.err;
+    EXPECT_EQ(r.out, "77\nro\n1\n2\n500\n") << r.err;
+}
+
 TEST_F(JailTest, Sysctl) {
     auto spec = baseSpec({"cat", "/proc/sys/net/ipv4/ip_forward"});
     (*spec.mutable_linux()->mutable_sysctl())["net.ipv4.ip_forward"] = "1";
