@@ -363,3 +363,53 @@ TEST_F(ShimE2e, MissingKernelFailsNamingThePathAndLeavesNothing) {
     sh(w().ctr("container delete " + c) + " >/dev/null 2>&1");
     expectNothingLeft(c);
 }
+
+TEST_F(ShimE2e, VmDeathEndsTheTaskNonZeroAndCleansUp) {
+    std::string c = id("vmdeath");
+    // ctr run in the foreground returns the task's exit status (from Wait).
+    Result run;
+    std::thread fg(
+        [&] { run = sh(w().run("--rm " + w().image + " " + c + " sleep 1000") + " </dev/null"); });
+    std::string pid;
+    for (int i = 0; i < 600 && pid.empty(); ++i) {
+        // The task runs once containerd lists it as RUNNING; then the VM is up.
+        if (sh(w().ctr("task ls") + " | grep " + c + " | grep -q RUNNING").status == 0) {
+            pid = trim(slurp("/run/vc/vm/" + c + "/pid"));
+        }
+        if (pid.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    if (pid.empty()) {
+        sh(w().ctr("task kill -s SIGKILL " + c));
+        fg.join();
+        FAIL() << "the task never ran: " << run.out;
+    }
+    ASSERT_EQ(::kill(std::stoi(pid), SIGKILL), 0) << pid;
+    fg.join();
+    EXPECT_NE(run.status, 0) << run.out;
+    EXPECT_NE(run.status, 124) << "ctr run did not return after the VM died";
+    expectNothingLeft(c);
+}
+
+TEST_F(ShimE2e, DeadShimIsCleanedUpByDelete) {
+    std::string c = id("deadshim");
+    Result r = sh(w().run("-d " + w().image + " " + c + " sleep 1000") + " </dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    // The server process of this shim: its command line names the container id.
+    std::string shimPid =
+        trim(sh("pgrep -f \"[c]ontainerd-shim-kata-v2 .*-id " + c + "\" | head -n1").out);
+    ASSERT_FALSE(shimPid.empty());
+    ASSERT_EQ(::kill(std::stoi(shimPid), SIGKILL), 0);
+    // containerd notices the lost connection and runs `containerd-shim-kata-v2 delete`, which
+    // kills the VM and removes mounts and state.
+    bool stopped = false;
+    for (int i = 0; i < 100 && !stopped; ++i) {
+        Result ls = sh(w().ctr("task ls") + " | grep " + c);
+        stopped = ls.status != 0 || ls.out.find("STOPPED") != std::string::npos;
+        if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_TRUE(stopped) << sh(w().ctr("task ls")).out;
+    sh(w().ctr("task delete " + c) + " >/dev/null 2>&1");
+    r = sh(w().ctr("container delete " + c));
+    EXPECT_EQ(r.status, 0) << r.out;
+    expectNothingLeft(c);
+}
