@@ -413,3 +413,14 @@ TEST_F(ShimE2e, DeadShimIsCleanedUpByDelete) {
     EXPECT_EQ(r.status, 0) << r.out;
     expectNothingLeft(c);
 }
+
+TEST_F(ShimE2e, TerminalGivesThePtyAndItsSize) {
+    std::string c = id("tty");
+    // script(1) gives ctr the terminal that `ctr run -t` needs.
+    Result r = sh("stty cols 77 rows 33 2>/dev/null; script -qec \"stty cols 77 rows 33; " +
+                  w().run("-t --rm " + w().image + " " + c + " sh -c \\\"tty; stty size\\\"") +
+                  "\" /dev/null </dev/null");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("33 77"), std::string::npos) << r.out;
+}
