@@ -12,6 +12,7 @@
 # and the recipe version in this script: change any of them and the next run rebuilds;
 # otherwise it returns at once. The build takes about 9 minutes on 2 cores.
 #
+# --print-dir prints the output directory for the current recipe without building.
 # Environment: KATA_CACHE_DIR, KATA_KERNEL_JOBS (default 2), KATA_KEEP_BUILD=1 keeps the
 # build tree, KATA_VERSIONS_FILE.
 set -euo pipefail
@@ -20,8 +21,10 @@ KATA_PROG=build-kernel
 # shellcheck source=../scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
+print_dir=0
 case ${1:-} in
   -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  --print-dir) print_dir=1 ;; # the output dir for the current recipe, built or not
   "") ;;
   *) kata_die "unexpected argument: $1 (see --help)" ;;
 esac
@@ -49,6 +52,10 @@ key=$( {
   kata_hash "${fragments[@]}" ${patches[@]+"${patches[@]}"}
 } | sha256sum | cut -c1-12)
 out="$KATA_CACHE_DIR/kernel/minimal-$src_ver-$key"
+if [ "$print_dir" = 1 ]; then
+  echo "$out"
+  exit 0
+fi
 if [ -f "$out/.stamp" ]; then
   echo "$out"
   exit 0
