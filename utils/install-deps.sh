@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config git clang-format
   protobuf-compiler libprotobuf-dev
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
-  libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev
+  libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev
   # guest assets
   qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod erofs-utils
