@@ -539,3 +539,47 @@ TEST_F(TaskServiceTest, ShutdownWaitsForTheLastContainer) {
     EXPECT_TRUE(down);
     expectCode(StatusCode::kFailedPrecondition, [&] { service_->create(createReq("c2")); });
 }
+
+TEST_F(TaskServiceTest, CriContainerJoinsTheSandboxVm) {
+    // The pod sandbox (pause) container, then an app container of the same pod.
+    auto writeSpec = [&](const std::string& bundle, const std::string& type) {
+        fs::create_directories(bundle + "/rootfs");
+        std::ofstream(bundle + "/config.json")
+            << R"({"ociVersion": "1.0.2", "process": {"args": ["x"], "cwd": "/"},
+                   "root": {"path": "rootfs"},
+                   "annotations": {"io.kubernetes.cri.container-type": ")"
+            << type << R"(", "io.kubernetes.cri.sandbox-id": "pod1"}})";
+    };
+    writeSpec(tmp_ + "/b-pod1", "sandbox");
+    writeSpec(tmp_ + "/b-app", "container");
+    auto pod = createReq("pod1");
+    pod.set_bundle(tmp_ + "/b-pod1");
+    auto app = createReq("app");
+    app.set_bundle(tmp_ + "/b-app");
+
+    // An app container whose sandbox does not run here is refused.
+    expectCode(StatusCode::kFailedPrecondition, [&] { service_->create(app); });
+    EXPECT_FALSE(vm_->started);
+
+    service_->create(pod);
+    service_->create(app);
+    EXPECT_EQ(agent_->containerReq.container_id(), "app");
+    EXPECT_TRUE(fs::is_directory(paths_.containerRootfsHost("pod1", "app")));
+    {
+        std::lock_guard<std::mutex> lk(agent_->mu);
+        EXPECT_EQ(std::count(agent_->calls.begin(), agent_->calls.end(), "CreateSandbox"), 1);
+    }
+    auto state = loadState(paths_, "pod1");
+    ASSERT_TRUE(state.has_value());
+    EXPECT_EQ(state->containers.size(), 2u);
+
+    task::DeleteRequest d;
+    d.set_id("app");
+    service_->remove(d);
+    EXPECT_FALSE(vm_->stopped) << "the VM must outlive a pod's app container";
+    EXPECT_FALSE(fs::exists(paths_.containerRootfsHost("pod1", "app")));
+    d.set_id("pod1");
+    service_->remove(d);
+    EXPECT_TRUE(vm_->stopped);
+    EXPECT_FALSE(fs::exists(paths_.sandboxStateDir("pod1")));
+}
