@@ -42,6 +42,9 @@ done
 [ -n "$out_dir" ] || kata_die "--out-dir DIR is required"
 mkdir -p "$out_dir" || kata_die "cannot create $out_dir"
 out_dir=$(cd "$out_dir" && pwd)
+# Two runs into the same DIR (parallel tests) take turns.
+exec {dir_lock}>"$out_dir/.guest-assets.lock" || kata_die "cannot create a lock file in $out_dir"
+flock "$dir_lock"
 
 case $kernel in
   debian) kdir=$("$here/../packaging/kernel/fetch-debian-kernel.sh") ;;
