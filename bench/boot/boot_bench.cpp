@@ -112,6 +112,7 @@ class VmGuard {
 struct Options {
     std::string qemu = "/usr/bin/qemu-system-x86_64";
     std::string kernel, floorInitrd, agentInitrd, firmware, label;
+    std::string compareInitrd;  // a second agent initrd (variant B), booted in every round too
     int runs = 5;
     uint32_t memoryMiB = 0;  // 0: the hypervisor config's default (Kata's default_memory)
     bool templ = false;
@@ -244,11 +245,11 @@ void waitAgentReady(kata::hypervisor::Hypervisor& vm, const Options& o, Clock::t
 
 // QEMU start until kata-agent answers Check; memory of QEMU at that moment.
 AgentRun runAgent(const Options& o, const TempDir& tmp, const std::string& name,
-                  const std::string& templateState = "") {
+                  const std::string& initrd, const std::string& templateState = "") {
     auto spec = makeSpec(tmp, name);
     spec.templateState = templateState;
     auto t0 = Clock::now();
-    VmGuard vm(kata::hypervisor::createHypervisor(baseConfig(o, o.agentInitrd), spec));
+    VmGuard vm(kata::hypervisor::createHypervisor(baseConfig(o, initrd), spec));
     vm->start();
     waitAgentReady(*vm, o, t0);
     AgentRun r;
@@ -315,7 +316,7 @@ void usage(std::ostream& os) {
     os << "usage: kata-bench-boot --kernel VMLINUX --floor-initrd FILE --agent-initrd FILE\n"
           "                       [-n RUNS] [--firmware FILE] [--memory MIB] [--template]\n"
           "                       [--qemu PATH] [--timeout SEC] [--label TEXT]\n"
-          "                       [-v]\n"
+          "                       [--compare-initrd FILE] [-v]\n"
           "       kata-bench-boot --floor-only --kernel VMLINUX --floor-initrd FILE [-n RUNS] ...\n"
           "Boots the floor initrd and the kata-agent initrd RUNS times each, alternating, and\n"
           "prints median/min/max of the boot times, the ratio agent/floor, and QEMU's RSS/PSS\n"
@@ -351,6 +352,8 @@ Options parseArgs(int argc, char** argv) {
             o.timeoutSec = std::stoi(need(i));
         else if (a == "--label")
             o.label = need(i);
+        else if (a == "--compare-initrd")
+            o.compareInitrd = need(i);
         else if (a == "--template")
             o.templ = true;
         else if (a == "--floor-only")
@@ -379,6 +382,10 @@ Options parseArgs(int argc, char** argv) {
             throw kata::Error(kata::StatusCode::kNotFound,
                               std::string(key) + " " + path + ": no such file");
         }
+    }
+    if (!o.compareInitrd.empty() && !fs::is_regular_file(o.compareInitrd)) {
+        throw kata::Error(kata::StatusCode::kNotFound,
+                          "--compare-initrd " + o.compareInitrd + ": no such file");
     }
     if (!o.firmware.empty() && !fs::is_regular_file(o.firmware)) {
         throw kata::Error(kata::StatusCode::kNotFound,
@@ -414,6 +421,7 @@ int run(const Options& o) {
               << (o.firmware.empty() ? "QEMU default (SeaBIOS)" : o.firmware) << "\n"
               << "  kernel " << o.kernel << "\n  floor  " << o.floorInitrd << "\n  agent  "
               << o.agentInitrd << "\n"
+              << (o.compareInitrd.empty() ? "" : "  B      " + o.compareInitrd + "\n")
               << std::flush;
 
     TempDir tmp;
@@ -426,18 +434,31 @@ int run(const Options& o) {
     }
 
     std::vector<double> floorT, agentT, ratios, rss, pss, restoreT, restoreRss, restorePss;
+    std::vector<double> bT, bRatios, bOverA, bRss;
     for (int r = 0; r < o.runs; ++r) {
         double f = 0;
-        AgentRun a, t;
+        AgentRun a, b, t;
+        std::string n = std::to_string(r);
+        auto runB = [&] {
+            if (!o.compareInitrd.empty()) b = runAgent(o, tmp, "b-" + n, o.compareInitrd);
+        };
         // Odd rounds boot the agent first, so a load trend does not favour one side.
         if (r % 2 == 0) {
             f = runFloor(o, tmp, r);
-            a = runAgent(o, tmp, "agent-" + std::to_string(r));
+            a = runAgent(o, tmp, "agent-" + n, o.agentInitrd);
+            runB();
         } else {
-            a = runAgent(o, tmp, "agent-" + std::to_string(r));
+            runB();
+            a = runAgent(o, tmp, "agent-" + n, o.agentInitrd);
             f = runFloor(o, tmp, r);
         }
-        if (o.templ) t = runAgent(o, tmp, "restore-" + std::to_string(r), statePath);
+        if (o.templ) t = runAgent(o, tmp, "restore-" + n, o.agentInitrd, statePath);
+        if (!o.compareInitrd.empty()) {
+            bT.push_back(b.seconds);
+            bRatios.push_back(b.seconds / f);
+            bOverA.push_back(b.seconds / a.seconds);
+            bRss.push_back(b.memory.rssMiB);
+        }
         floorT.push_back(f);
         agentT.push_back(a.seconds);
         ratios.push_back(a.seconds / f);
@@ -446,6 +467,10 @@ int run(const Options& o) {
         std::cout << "  round " << r + 1 << "/" << o.runs << ": floor " << fmt(f) << " s, agent "
                   << fmt(a.seconds) << " s (x" << fmt(a.seconds / f) << "), QEMU RSS "
                   << fmt(a.memory.rssMiB, 1) << " MiB PSS " << fmt(a.memory.pssMiB, 1) << " MiB";
+        if (!o.compareInitrd.empty()) {
+            std::cout << ", B " << fmt(b.seconds) << " s (x" << fmt(b.seconds / f) << ", RSS "
+                      << fmt(b.memory.rssMiB, 1) << " MiB)";
+        }
         if (o.templ) {
             restoreT.push_back(t.seconds);
             restoreRss.push_back(t.memory.rssMiB);
@@ -464,6 +489,12 @@ int run(const Options& o) {
               << " % (target < 10 %: " << (ratio.median < 1.10 ? "met" : "NOT met") << ")\n"
               << line("QEMU RSS, agent ready", rss, "MiB", 1) << "\n"
               << line("QEMU PSS, agent ready", pss, "MiB", 1) << "\n";
+    if (!o.compareInitrd.empty()) {
+        std::cout << line("B: QEMU start -> Health/Check answered", bT, "s") << "\n"
+                  << line("ratio B/floor (per round)", bRatios, "") << "\n"
+                  << line("ratio B/agent (per round)", bOverA, "") << "\n"
+                  << line("QEMU RSS, B ready", bRss, "MiB", 1) << "\n";
+    }
     if (o.templ) {
         std::vector<double> speedup;
         for (size_t i = 0; i < restoreT.size(); ++i) speedup.push_back(agentT[i] / restoreT[i]);

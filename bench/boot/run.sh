@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/boot/run.sh [-n RUNS] [--firmware default|qboot] [--kernel debian|minimal]
 #                   [--build DIR] [--agent PATH] [--memory MIB] [--template] [--record]
+#                   [--compare-agent PATH]
 #
 # Boot-to-agent-ready time against the floor, in one run: builds (or finds cached) the guest
 # kernel, the kata-agent initrd (build-guest-assets.sh) and the floor initrd (osbuilder.sh
@@ -12,6 +13,8 @@
 #   --build DIR   the CMake build dir holding kata-agent and bench/boot/kata-bench-boot
 #                 (default: $KATA_BUILD_DIR, else <repo>/build)
 #   --agent PATH  the kata-agent binary (default: DIR/src/agent/service/kata-agent)
+#   --compare-agent PATH  a second agent binary (e.g. stripped): its initrd is booted in
+#                 every round too and compared with the floor and the first agent
 #
 # Needs root (QEMU, device nodes in the initrd). Assets are cached under
 # ${KATA_CACHE_DIR:-/var/cache/kata-cpp}/bench/<kernel>/; VMs run in a temp dir that
@@ -22,7 +25,7 @@ repo=$(cd "$here/../.." && pwd)
 die() { echo "bench/boot: error: $*" >&2; exit 1; }
 
 runs=5 firmware=default kernel=debian build=${KATA_BUILD_DIR:-$repo/build} agent="" memory=""
-templ=0 record=0
+templ=0 record=0 compare=""
 while (($#)); do
   case $1 in
     -n | --runs) runs=${2:?-n needs a number}; shift 2 ;;
@@ -32,6 +35,7 @@ while (($#)); do
     --agent) agent=${2:?--agent needs a PATH}; shift 2 ;;
     --memory) memory=${2:?--memory needs MiB}; shift 2 ;;
     --template) templ=1; shift ;;
+    --compare-agent) compare=${2:?--compare-agent needs a PATH}; shift 2 ;;
     --record) record=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -75,6 +79,15 @@ kdir=$(sed -n 's/^kernel_dir=//p' <<<"$out")
 [ -f "$vmlinux" ] && [ -f "$initrd" ] && [ -d "$kdir" ] ||
   die "build-guest-assets.sh printed no usable kernel=/initrd=/kernel_dir= lines: $out"
 
+compare_initrd=""
+if [ -n "$compare" ]; then
+  [ -x "$compare" ] || die "--compare-agent $compare: not an executable file"
+  mkdir -p "$assets/compare"
+  out=$("$repo/tools/osbuilder/build-guest-assets.sh" --agent "$compare" --out-dir "$assets/compare" --kernel "$kernel") ||
+    die "build-guest-assets.sh failed for --compare-agent $compare"
+  compare_initrd=$(sed -n 's/^initrd=//p' <<<"$out")
+fi
+
 # The floor initrd: rebuilt when the kernel dir or osbuilder changed since it was made.
 floor=$assets/floor-initrd.img
 if [ ! -f "$floor" ] || [ "$kdir/vmlinux" -nt "$floor" ] || [ "$repo/tools/osbuilder/osbuilder.sh" -nt "$floor" ]; then
@@ -86,11 +99,12 @@ args=(--kernel "$vmlinux" --floor-initrd "$floor" --agent-initrd "$initrd" -n "$
       --label "kernel=$kernel firmware=$firmware" "${fw_args[@]}")
 [ -n "$memory" ] && args+=(--memory "$memory")
 [ "$templ" = 1 ] && args+=(--template)
+[ -n "$compare_initrd" ] && args+=(--compare-initrd "$compare_initrd")
 
 if [ "$record" = 1 ]; then
   mkdir -p "$repo/bench/results"
   result=$repo/bench/results/boot-$(date -u +%F).txt
-  { echo "# $(date -u '+%F %T UTC') bench/boot/run.sh -n $runs --firmware $firmware --kernel $kernel$([ "$templ" = 1 ] && echo ' --template') (git $(git -C "$repo" describe --always --dirty 2>/dev/null))"; } >>"$result"
+  { echo "# $(date -u '+%F %T UTC') bench/boot/run.sh -n $runs --firmware $firmware --kernel $kernel$([ "$templ" = 1 ] && echo ' --template')${compare:+ --compare-agent $compare} (git $(git -C "$repo" describe --always --dirty 2>/dev/null))"; } >>"$result"
   "$bench_bin" "${args[@]}" | tee -a "$result"
   echo "bench/boot: appended to $result" >&2
 else

@@ -42,7 +42,7 @@ done
 if [ "$record" = 1 ]; then
   mkdir -p "$repo/bench/results"
   result=$repo/bench/results/ctr-$(date -u +%F).txt
-  echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs (git $(git -C "$repo" describe --always --dirty 2>/dev/null))" >>"$result"
+  echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs (git $(git -C "$repo" describe --always --dirty 2>/dev/null))${KATA_E2E_LIB:+ KATA_E2E_LIB=$KATA_E2E_LIB}" >>"$result"
   set +e
   "$0" -n "$runs" --build "$build" ${agent:+--agent "$agent"} ${shim:+--shim "$shim"} | tee -a "$result"
   rc=${PIPESTATUS[0]}
@@ -141,7 +141,7 @@ stats() {
   printf '%s\n' "$@" | sort -g | awk -v name="$name" -v unit="$unit" '
     { v[NR] = $1 }
     END { m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-          printf "%-40s median %.3f %s  (min %.3f, max %.3f, n=%d)\n", name, m, unit, v[1], v[NR], NR }'
+          printf "%-44s median %.3f %s  (min %.3f, max %.3f, n=%d)\n", name, m, unit, v[1], v[NR], NR }'
 }
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -179,7 +179,7 @@ done
 # it is not the short-lived "start" invocation.
 shim_pid=""
 for p in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+  cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
   case $cmd in
     *containerd-shim-kata-v2*"$E2E_CTR_ADDRESS"*) [[ $cmd == *" start "* || $cmd == *" start" ]] || shim_pid=${p#/proc/} ;;
   esac
