@@ -324,6 +324,22 @@ void usage(std::ostream& os) {
           "Usually run through bench/boot/run.sh, which builds the initrds.\n";
 }
 
+// A whole non-negative number, or an error naming the option.
+unsigned long number(const std::string& option, const std::string& text) {
+    size_t used = 0;
+    unsigned long v = 0;
+    try {
+        v = std::stoul(text, &used);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (text.empty() || used != text.size() || text[0] == '-') {
+        throw kata::Error(kata::StatusCode::kInvalidArgument,
+                          option + " " + text + ": expected a whole number");
+    }
+    return v;
+}
+
 Options parseArgs(int argc, char** argv) {
     Options o;
     auto need = [&](int& i) -> std::string {
@@ -335,7 +351,7 @@ Options parseArgs(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "-n" || a == "--runs")
-            o.runs = std::stoi(need(i));
+            o.runs = static_cast<int>(number(a, need(i)));
         else if (a == "--kernel")
             o.kernel = need(i);
         else if (a == "--floor-initrd")
@@ -345,11 +361,11 @@ Options parseArgs(int argc, char** argv) {
         else if (a == "--firmware")
             o.firmware = need(i);
         else if (a == "--memory")
-            o.memoryMiB = std::stoul(need(i));
+            o.memoryMiB = static_cast<uint32_t>(number(a, need(i)));
         else if (a == "--qemu")
             o.qemu = need(i);
         else if (a == "--timeout")
-            o.timeoutSec = std::stoi(need(i));
+            o.timeoutSec = static_cast<int>(number(a, need(i)));
         else if (a == "--label")
             o.label = need(i);
         else if (a == "--compare-initrd")
