@@ -147,6 +147,7 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2
 
 echo "bench/ctr on $(uname -r), $(containerd --version | cut -d' ' -f1,3), $(runc --version | head -1), $(qemu-system-x86_64 --version | head -1)"
 echo "  kata config $E2E_KATA_CONFIG (default_memory=${memory:-default}, firmware=${firmware:-default})"
+echo "  kernel $E2E_KERNEL ($(basename "$E2E_KERNEL_DIR")), initrd ${E2E_INITRD:-?} ($(du -h "${E2E_INITRD:-/dev/null}" 2>/dev/null | cut -f1))"
 kata=() runc=() floor=() ratio=()
 for ((r = 0; r < runs; r++)); do
   # Rotate the order each round so a load trend hits every variant alike.
