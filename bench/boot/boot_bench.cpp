@@ -528,6 +528,8 @@ int main(int argc, char** argv) {
     // The hypervisor layer logs a floor VM powering off as an unexpected exit; errors reach the
     // user as exceptions instead.
     kata::log::init("kata-bench-boot", "bench", kata::log::Level::kFatal);
+    // Output piped to tee that died on Ctrl-C must not kill us before the VMs are stopped.
+    ::signal(SIGPIPE, SIG_IGN);
     startSignalThread();
     try {
         return run(parseArgs(argc, argv));

@@ -105,7 +105,7 @@ if [ "$record" = 1 ]; then
   mkdir -p "$repo/bench/results"
   result=$repo/bench/results/boot-$(date -u +%F).txt
   { echo "# $(date -u '+%F %T UTC') bench/boot/run.sh -n $runs --firmware $firmware --kernel $kernel$([ "$templ" = 1 ] && echo ' --template')${compare:+ --compare-agent $compare} (git $(git -C "$repo" describe --always --dirty 2>/dev/null))"; } >>"$result"
-  "$bench_bin" "${args[@]}" | tee -a "$result"
+  "$bench_bin" "${args[@]}" | tee -i -a "$result"
   echo "bench/boot: appended to $result" >&2
 else
   exec "$bench_bin" "${args[@]}"

@@ -44,7 +44,7 @@ if [ "$record" = 1 ]; then
   result=$repo/bench/results/ctr-$(date -u +%F).txt
   echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs (git $(git -C "$repo" describe --always --dirty 2>/dev/null))${KATA_E2E_LIB:+ KATA_E2E_LIB=$KATA_E2E_LIB}" >>"$result"
   set +e
-  "$0" -n "$runs" --build "$build" ${agent:+--agent "$agent"} ${shim:+--shim "$shim"} | tee -a "$result"
+  "$0" -n "$runs" --build "$build" ${agent:+--agent "$agent"} ${shim:+--shim "$shim"} | tee -i -a "$result"
   rc=${PIPESTATUS[0]}
   echo "bench/ctr: appended to $result" >&2
   exit "$rc"
