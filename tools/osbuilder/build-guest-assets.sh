@@ -57,7 +57,7 @@ esac
 key=$( {
   sha256sum <"$agent"
   cat "$kdir/.stamp" 2>/dev/null || cat "$kdir/source"
-  echo "debug=$debug image=$image comp=$comp kernel=$kernel epoch=${SOURCE_DATE_EPOCH:-0}"
+  echo "debug=$debug image=$image comp=$comp kernel=$kernel epoch=${SOURCE_DATE_EPOCH:-0} strip=${KATA_STRIP_AGENT:-1}"
   kata_hash "$here/osbuilder.sh" "$here/../packaging/scripts/lib.sh" "$KATA_REPO_ROOT/versions.yaml"
 } | sha256sum | cut -d' ' -f1)
 

@@ -76,3 +76,13 @@ boot_qemu() {
   [ "$rc" -ne 124 ] || { tail -n 30 "$log" >&2 || true; fail "QEMU did not exit within 120 s (killed)"; }
   [ "$rc" -eq 0 ] || { cat "$T/qemu.out" >&2; tail -n 30 "$log" >&2 || true; fail "QEMU exited with $rc"; }
 }
+
+# agent_variant SRC DST TEXT: a copy of the ELF SRC with different bytes that survive the
+# strip osbuilder applies (an allocated section holding TEXT), so tests can tell agents apart.
+agent_variant() {
+  printf '%s\n' "$3" >"$T/.variant-section"
+  objcopy --add-section .kata_test="$T/.variant-section" \
+    --set-section-flags .kata_test=alloc,load,readonly,data "$1" "$2" 2>/dev/null ||
+    fail "objcopy could not make a variant of $1"
+  chmod 0755 "$2"
+}

@@ -61,3 +61,13 @@ for lib in $(ldd /bin/true | awk '/=> \// { print $3 } /^[[:space:]]*\// { print
   grep -qx "${lib#/}" <<<"$list" || fail "dynamic agent: $lib not in the initrd"
 done
 pass "a dynamic agent brings its libraries"
+
+printf 'int main(void) { return 0; }\n' | gcc -g -static -x c - -o "$T/debug-agent" ||
+  fail "cannot compile a test agent with debug info"
+"$OSBUILDER" initrd --agent "$T/debug-agent" --kernel-dir "$K" --out "$T/strip.img" >/dev/null
+cpio_cat "$T/strip.img" init >"$T/init-in-initrd"
+[ "$(stat -c %s "$T/init-in-initrd")" -lt "$(stat -c %s "$T/debug-agent")" ] || fail "the agent was not stripped"
+readelf -S "$T/init-in-initrd" | grep -q "debug_info" && fail "/init still has debug info"
+KATA_STRIP_AGENT=0 "$OSBUILDER" initrd --agent "$T/debug-agent" --kernel-dir "$K" --out "$T/nostrip.img" >/dev/null
+cpio_cat "$T/nostrip.img" init | cmp -s - "$T/debug-agent" || fail "KATA_STRIP_AGENT=0 did not keep the agent as it is"
+pass "the agent is stripped in the guest (KATA_STRIP_AGENT=0 keeps debug info)"

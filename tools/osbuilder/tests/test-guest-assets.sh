@@ -22,7 +22,7 @@ took=$(elapsed "$start")
 grep -q "up to date" "$T/err" || { cat "$T/err" >&2; fail "second run rebuilt with nothing changed"; }
 pass "second run: up to date in ${took}s"
 
-echo "changed" >>"$T/agent"
+agent_variant /bin/busybox "$T/agent" "changed"
 "$GA" --agent "$T/agent" --out-dir "$T/assets" >/dev/null 2>"$T/err"
 ! grep -q "up to date" "$T/err" || fail "a changed agent was not rebuilt into the initrd"
 cpio_cat "$initrd" init | cmp - "$T/agent" || fail "initrd /init is not the changed agent"

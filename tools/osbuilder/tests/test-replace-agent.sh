@@ -6,8 +6,7 @@ source "$(dirname "$0")/lib.sh"
 K=$(debian_kernel)
 
 cp /bin/busybox "$T/old-agent"
-cp /bin/busybox "$T/new-agent"
-echo "new agent build $RANDOM$$" >>"$T/new-agent" # still a valid ELF, different bytes
+agent_variant /bin/busybox "$T/new-agent" "new agent build $RANDOM$$"
 chmod 0755 "$T/old-agent" "$T/new-agent"
 
 for comp in none gzip zstd; do
