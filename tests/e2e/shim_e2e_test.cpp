@@ -294,7 +294,9 @@ TEST_F(ShimE2e, UnameShowsTheGuestKernel) {
     Result r = sh(w().run("--rm " + w().image + " " + c + " uname -r") + " </dev/null");
     ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(trim(r.out), w().guestRelease);
-    if (w().guestRelease != host.release) EXPECT_NE(trim(r.out), std::string(host.release));
+    if (w().guestRelease != host.release) {
+        EXPECT_NE(trim(r.out), std::string(host.release));
+    }
 }
 
 TEST_F(ShimE2e, ExitCodeEnvCwdAndUserReachTheProcess) {

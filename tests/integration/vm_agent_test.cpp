@@ -96,8 +96,12 @@ class VmAgentTest : public ::testing::Test {
             vm_->stop(10s);
             vm_.reset();
         }
-        if (vmPid_ > 0) EXPECT_NE(kill(vmPid_, 0), 0) << "QEMU pid " << vmPid_ << " survived stop";
-        if (!runDir_.empty()) EXPECT_FALSE(fs::exists(runDir_)) << runDir_ << " left behind";
+        if (vmPid_ > 0) {
+            EXPECT_NE(kill(vmPid_, 0), 0) << "QEMU pid " << vmPid_ << " survived stop";
+        }
+        if (!runDir_.empty()) {
+            EXPECT_FALSE(fs::exists(runDir_)) << runDir_ << " left behind";
+        }
         if (!tmp_.empty()) fs::remove_all(tmp_);
     }
 
