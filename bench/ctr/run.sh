@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/ctr/run.sh [-n RUNS] [--build DIR] [--agent PATH] [--shim PATH] [--record]
+# bench/ctr/run.sh [-n RUNS] [--build DIR] [--agent PATH] [--shim PATH] [--template] [--record]
 #
 # `ctr run --rm IMAGE ID true` wall time, in one run and alternating each round:
 #   kata   our runtime, io.containerd.kata.v2 (containerd-shim-kata-v2 + QEMU + kata-agent)
@@ -8,12 +8,16 @@
 #          the floor initrd (/init powers off), timed by kata-bench-boot --floor-only
 # prints median and min/max of each, the ratio kata/floor (target < 1.25) and kata/runc, then
 # the shim's RSS and PSS (and QEMU's) with one running container (target: shim < 8 MiB).
+# Then the shim's per-step timings (median over the kata runs, from the "step"/"duration_ms"
+# fields of its log lines in containerd's log): where a kata start spends its time.
 # --record appends the output to bench/results/ctr-<date>.txt.
 #
 #   --build DIR   CMake build dir with containerd-shim-kata-v2, kata-agent, kata-bench-boot
 #                 (default: $KATA_BUILD_DIR, else <repo>/build)
 #   --agent PATH  kata-agent (default: DIR/src/agent/service/kata-agent)
 #   --shim PATH   containerd-shim-kata-v2 (default: DIR/src/runtime/shim/containerd-shim-kata-v2)
+#   --template    VM templating on ([factory] enable_template, template_path in the temp dir):
+#                 one warm-up run makes the template (timed apart), the rounds restore from it
 #
 # The private containerd, the busybox image and the kata configuration come from the e2e
 # helpers in tests/e2e/lib.sh (owned by the shim's e2e tests; see bench/README.md for the
@@ -24,7 +28,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 die() { echo "bench/ctr: error: $*" >&2; exit 1; }
 
-runs=5 build=${KATA_BUILD_DIR:-$repo/build} record=0 agent="" shim=""
+runs=5 build=${KATA_BUILD_DIR:-$repo/build} record=0 agent="" shim="" template=0
 while (($#)); do
   case $1 in
     -n | --runs) runs=${2:?-n needs a number}; shift 2 ;;
@@ -32,6 +36,7 @@ while (($#)); do
     --agent) agent=${2:?--agent needs a PATH}; shift 2 ;;
     --shim) shim=${2:?--shim needs a PATH}; shift 2 ;;
     --record) record=1; shift ;;
+    --template) template=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
   esac
@@ -44,7 +49,10 @@ if [ "$record" = 1 ]; then
   result=$repo/bench/results/ctr-$(date -u +%F).txt
   echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs (git $(git -C "$repo" describe --always --dirty 2>/dev/null))${KATA_E2E_LIB:+ KATA_E2E_LIB=$KATA_E2E_LIB}" >>"$result"
   set +e
-  "$0" -n "$runs" --build "$build" ${agent:+--agent "$agent"} ${shim:+--shim "$shim"} | tee -i -a "$result"
+  extra=()
+  [ "$template" = 1 ] && extra+=(--template)
+  "$0" -n "$runs" --build "$build" ${agent:+--agent "$agent"} ${shim:+--shim "$shim"} "${extra[@]}" |
+    tee -i -a "$result"
   rc=${PIPESTATUS[0]}
   echo "bench/ctr: appended to $result" >&2
   exit "$rc"
@@ -108,6 +116,12 @@ floor_args=(--kernel "$E2E_KERNEL" --floor-initrd "$work/floor-initrd.img" -n 1)
 "$repo/tools/osbuilder/osbuilder.sh" floor-initrd --kernel-dir "$E2E_KERNEL_DIR" \
   --out "$work/floor-initrd.img" >/dev/null || die "osbuilder.sh floor-initrd failed"
 
+template_note=off
+if [ "$template" = 1 ]; then
+  printf '[factory]\nenable_template = true\ntemplate_path = "%s"\n' "$work/template" >>"$E2E_KATA_CONFIG"
+  template_note="on ($work/template)"
+fi
+
 now() { echo "$EPOCHREALTIME"; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
@@ -147,7 +161,11 @@ median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2
 
 echo "bench/ctr on $(uname -r), $(containerd --version | cut -d' ' -f1,3), $(runc --version | head -1), $(qemu-system-x86_64 --version | head -1)"
 echo "  kata config $E2E_KATA_CONFIG (default_memory=${memory:-default}, firmware=${firmware:-default})"
+echo "  VM templating: $template_note"
 echo "  kernel $E2E_KERNEL ($(basename "$E2E_KERNEL_DIR")), initrd ${E2E_INITRD:-?} ($(du -h "${E2E_INITRD:-/dev/null}" 2>/dev/null | cut -f1))"
+if [ "$template" = 1 ]; then
+  echo "  warm-up (makes the VM template, then restores from it): kata $(time_kata warmup) s"
+fi
 kata=() runc=() floor=() ratio=()
 for ((r = 0; r < runs; r++)); do
   # Rotate the order each round so a load trend hits every variant alike.
@@ -194,3 +212,28 @@ for q in $(pgrep -P "$shim_pid" -x qemu-system-x86 2>/dev/null; pgrep -P "$shim_
   echo "  QEMU (pid $q): $(mem "$q")"
   break
 done
+
+# Per-step timings of the shim, medians over the timed kata runs (not the warm-up). containerd
+# copies each shim's log lines (one JSON object a line) into its own log.
+clog=$E2E_DIR/containerd.log
+if [ -r "$clog" ] && grep -q '"step":"' "$clog"; then
+  echo "  shim steps, median over the kata runs (ms):"
+  grep -F '"step":"' "$clog" | grep -E '"sandbox":"bench-kata-[0-9]+"' | awk '
+    {
+      step = $0; sub(/.*"step":"/, "", step); sub(/".*/, "", step)
+      ms = $0; sub(/.*"duration_ms":"/, "", ms); sub(/".*/, "", ms)
+      if (!(step in n)) order[++k] = step
+      v[step, ++n[step]] = ms + 0
+    }
+    END {
+      for (i = 1; i <= k; i++) {
+        s = order[i]; c = n[s]
+        for (a = 1; a <= c; a++) for (b = a + 1; b <= c; b++)
+          if (v[s, b] < v[s, a]) { t = v[s, a]; v[s, a] = v[s, b]; v[s, b] = t }
+        m = c % 2 ? v[s, (c + 1) / 2] : (v[s, c / 2] + v[s, c / 2 + 1]) / 2
+        printf "    %-18s %7.0f  (min %d, max %d, n=%d)\n", s, m, v[s, 1], v[s, c], c
+      }
+    }'
+else
+  echo "  shim steps: no step timings in $clog"
+fi

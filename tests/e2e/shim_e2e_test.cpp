@@ -54,7 +54,7 @@ struct World {
     std::string skip;  // non-empty: why the tests cannot run here
     std::string tmp, bin, sock, ns = "kata-e2e", image = "docker.io/kata-e2e/busybox:latest";
     std::string userImage = "docker.io/kata-e2e/busybox:user";  // config.user 1000:1000
-    std::string kernel, initrd, guestRelease, config, badConfig;
+    std::string kernel, initrd, guestRelease, config, badConfig, agentDebugConfig;
     pid_t containerd = -1;
 
     std::string ctr(const std::string& args) const {
@@ -77,8 +77,8 @@ std::string findAgent() {
 #endif
 }
 
-void writeKataConfig(const std::string& path, const std::string& kernel,
-                     const std::string& initrd) {
+void writeKataConfig(const std::string& path, const std::string& kernel, const std::string& initrd,
+                     const std::string& agentExtra = "") {
     std::ofstream(path) << "[hypervisor.qemu]\n"
                         << "path = \"/usr/bin/qemu-system-x86_64\"\n"
                         << "kernel = \"" << kernel << "\"\n"
@@ -91,7 +91,7 @@ void writeKataConfig(const std::string& path, const std::string& kernel,
                         << "disable_nesting_checks = true\n"
                         << "[agent.kata]\n"
                         << "dial_timeout = 60\n"
-                        << "[runtime]\n"
+                        << agentExtra << "[runtime]\n"
                         << "enable_debug = true\n";
 }
 
@@ -153,6 +153,9 @@ class E2eEnvironment : public ::testing::Environment {
         }
         w.config = w.tmp + "/configuration-qemu.toml";
         writeKataConfig(w.config, w.kernel, w.initrd);
+        // Same VM, but [agent.kata] enable_debug: the guest command line gets agent.log=debug.
+        w.agentDebugConfig = w.tmp + "/configuration-agent-debug.toml";
+        writeKataConfig(w.agentDebugConfig, w.kernel, w.initrd, "enable_debug = true\n");
         w.badConfig = w.tmp + "/configuration-bad.toml";
         writeKataConfig(w.badConfig, w.tmp + "/no-such-dir/vmlinux", w.initrd);
 
@@ -425,4 +428,162 @@ TEST_F(ShimE2e, TerminalGivesThePtyAndItsSize) {
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_NE(r.out.find("/dev/pts/"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("33 77"), std::string::npos) << r.out;
+}
+
+namespace {
+std::string qemuCmdline(const std::string& pid) {
+    std::string c = slurp("/proc/" + pid + "/cmdline");
+    for (auto& ch : c) {
+        if (ch == '\0') ch = ' ';
+    }
+    return c;
+}
+}  // namespace
+
+TEST_F(ShimE2e, TwoSandboxesRunInTwoVmsAndDoNotSeeEachOther) {
+    std::string a = id("sba"), b = id("sbb");
+    // Both started at once: two shims boot two VMs concurrently. a's config has the agent's
+    // enable_debug, b's does not.
+    Result ra, rb;
+    std::thread ta([&] {
+        ra = sh(w().ctr("run --runtime io.containerd.kata.v2 --runtime-config-path " +
+                        w().agentDebugConfig + " -d " + w().image + " " + a + " sleep 1000") +
+                " </dev/null");
+    });
+    std::thread tb(
+        [&] { rb = sh(w().run("-d " + w().image + " " + b + " sleep 1000") + " </dev/null"); });
+    ta.join();
+    tb.join();
+    ASSERT_EQ(ra.status, 0) << ra.out;
+    ASSERT_EQ(rb.status, 0) << rb.out;
+
+    Result ls = sh(w().ctr("task ls"));
+    EXPECT_NE(ls.out.find(a), std::string::npos) << ls.out;
+    EXPECT_NE(ls.out.find(b), std::string::npos) << ls.out;
+
+    // Two QEMU processes, each with its own run dir.
+    std::string pa = trim(slurp("/run/vc/vm/" + a + "/pid"));
+    std::string pb = trim(slurp("/run/vc/vm/" + b + "/pid"));
+    ASSERT_FALSE(pa.empty());
+    ASSERT_FALSE(pb.empty());
+    EXPECT_NE(pa, pb);
+    std::string ca = qemuCmdline(pa), cb = qemuCmdline(pb);
+    EXPECT_NE(ca.find("qemu-system"), std::string::npos) << ca;
+    EXPECT_NE(cb.find("qemu-system"), std::string::npos) << cb;
+    EXPECT_NE(ca.find("/run/vc/vm/" + a), std::string::npos) << ca;
+    EXPECT_NE(cb.find("/run/vc/vm/" + b), std::string::npos) << cb;
+    EXPECT_NE(ca.find("agent.log=debug"), std::string::npos) << ca;
+    EXPECT_EQ(cb.find("agent.log=debug"), std::string::npos) << cb;
+
+    // Two guest kernels: each boot has its own random boot id.
+    Result ba =
+        sh(w().ctr("task exec --exec-id boot " + a + " cat /proc/sys/kernel/random/boot_id") +
+           " </dev/null");
+    Result bb =
+        sh(w().ctr("task exec --exec-id boot " + b + " cat /proc/sys/kernel/random/boot_id") +
+           " </dev/null");
+    ASSERT_EQ(ba.status, 0) << ba.out;
+    ASSERT_EQ(bb.status, 0) << bb.out;
+    EXPECT_EQ(trim(ba.out).size(), 36u) << ba.out;
+    EXPECT_NE(trim(ba.out), trim(bb.out));
+
+    // A file written in one is not visible in the other (neither in the guest nor through the
+    // other sandbox's share on the host).
+    Result wr = sh(w().ctr("task exec --exec-id w " + a +
+                           " sh -c \"echo only-in-a > /tmp/marker && cat /tmp/marker\"") +
+                   " </dev/null");
+    ASSERT_EQ(wr.status, 0) << wr.out;
+    EXPECT_EQ(trim(wr.out), "only-in-a");
+    Result rd = sh(w().ctr("task exec --exec-id r " + b + " ls /tmp/marker") + " </dev/null");
+    EXPECT_NE(rd.status, 0) << rd.out;
+    EXPECT_TRUE(fs::exists("/run/kata-containers/shared/sandboxes/" + a + "/shared/" + a +
+                           "/rootfs/tmp/marker"));
+    EXPECT_FALSE(fs::exists("/run/kata-containers/shared/sandboxes/" + b + "/shared/" + b +
+                            "/rootfs/tmp/marker"));
+
+    for (const auto& c : {a, b}) {
+        sh(w().ctr("task kill -s SIGKILL " + c));
+        bool deleted = false;
+        for (int i = 0; i < 100 && !deleted; ++i) {
+            deleted = sh(w().ctr("task delete " + c) + " >/dev/null 2>&1").status == 0;
+            if (!deleted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        EXPECT_TRUE(deleted) << c;
+        Result d = sh(w().ctr("container delete " + c));
+        EXPECT_EQ(d.status, 0) << d.out;
+    }
+    expectNothingLeft(a);
+    expectNothingLeft(b);
+    EXPECT_NE(sh("pgrep -f \"[q]emu-system.*(" + a + "|" + b + ")\"").status, 0);
+}
+
+TEST_F(ShimE2e, ShimLogsReachContainerdWithSandboxAndContainerIds) {
+    std::string c = id("logs");
+    Result r = sh(w().run("--rm " + w().image + " " + c + " true") + " </dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    // containerd 1.6 copies the bundle's `log` FIFO into its own log. [runtime] enable_debug
+    // puts the shim at debug level.
+    std::string log = w().tmp + "/containerd.log";
+    std::string shimLine = "grep -F \"\\\"name\\\":\\\"containerd-shim-kata-v2\\\"\" " + log +
+                           " | grep -F \"\\\"sandbox\\\":\\\"" + c + "\\\"\"";
+    Result any = sh(shimLine + " | grep -F \"\\\"container\\\":\\\"" + c + "\\\"\"");
+    EXPECT_EQ(any.status, 0) << "no shim line with sandbox and container " << c << " in " << log;
+    Result debug = sh(shimLine + " | grep -F \"\\\"level\\\":\\\"debug\\\"\"");
+    EXPECT_EQ(debug.status, 0) << "no debug-level shim line for " << c;
+}
+
+TEST_F(ShimE2e, TemplatedSandboxesRestoreFromTheFactoryTemplate) {
+    const std::string tpl = w().tmp + "/factory-template";
+    const std::string cfg = w().tmp + "/configuration-template.toml";
+    writeKataConfig(cfg, w().kernel, w().initrd);
+    std::ofstream(cfg, std::ios::app)
+        << "[factory]\nenable_template = true\ntemplate_path = \"" << tpl << "\"\n";
+    auto runWith = [&](const std::string& c, const std::string& cmd) {
+        return sh(w().ctr("run --runtime io.containerd.kata.v2 --runtime-config-path " + cfg +
+                          " --rm " + w().image + " " + c + " " + cmd) +
+                  " </dev/null");
+    };
+    std::string c1 = id("tpl1"), c2 = id("tpl2");
+    // The first sandbox makes the template (a VM booted without sandbox state, saved, stopped)
+    // and then restores from it like every later one.
+    Result r1 = runWith(c1, "uname -r");
+    ASSERT_EQ(r1.status, 0) << r1.out;
+    EXPECT_EQ(trim(r1.out), w().guestRelease);
+    EXPECT_TRUE(fs::exists(tpl + "/state"));
+    EXPECT_NE(sh("pgrep -f \"[q]emu-system.*" + tpl + "\"").status, 0) << "template VM left";
+    expectNothingLeft(c1);
+
+    auto t0 = std::chrono::steady_clock::now();
+    Result r2 = runWith(c2, "sh -c \"uname -r; date +%s; echo ok > /tmp/f; cat /tmp/f\"");
+    auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+            .count();
+    ASSERT_EQ(r2.status, 0) << r2.out;
+    std::istringstream lines(r2.out);
+    std::string release, guestDate, ok;
+    std::getline(lines, release);
+    std::getline(lines, guestDate);
+    std::getline(lines, ok);
+    EXPECT_EQ(trim(release), w().guestRelease) << r2.out;
+    EXPECT_EQ(trim(ok), "ok") << r2.out;
+    // SetGuestDateTime: the guest's clock is the host's, not the template's.
+    long long guestNow = std::atoll(guestDate.c_str());
+    EXPECT_LT(std::llabs(guestNow - static_cast<long long>(::time(nullptr))), 10) << r2.out;
+    std::cout << "templated ctr run took " << ms << " ms\n";
+
+    // Both VMs were restored from the template, each with its own run dir, and the second did
+    // not make another template.
+    std::string log = w().tmp + "/containerd.log";
+    for (const auto& c : {c1, c2}) {
+        EXPECT_EQ(sh("grep -F \"VM restored from template\" " + log +
+                     " | grep -qF \"\\\"sandbox\\\":\\\"" + c + "\\\"\"")
+                      .status,
+                  0)
+            << c << " was not restored";
+    }
+    EXPECT_EQ(trim(sh("grep -cF \"VM template saved\" " + log).out), "1");
+    expectNothingLeft(c2);
+
+    // The template stays for later sandboxes; the test removes its own.
+    sh("rm -rf " + tpl);
 }

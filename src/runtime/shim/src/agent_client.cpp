@@ -61,6 +61,25 @@ void TtrpcAgentClient::destroySandbox() {
     });
 }
 
+void TtrpcAgentClient::setGuestDateTime(int64_t sec, int64_t usec) {
+    grpc::SetGuestDateTimeRequest req;
+    req.set_sec(sec);
+    req.set_usec(usec);
+    annotate("SetGuestDateTime", [&] {
+        return client_->call<grpc::SetGuestDateTimeRequest, Empty>(
+            kAgentService, "SetGuestDateTime", req, timeout_);
+    });
+}
+
+void TtrpcAgentClient::reseedRandomDev(const std::string& data) {
+    grpc::ReseedRandomDevRequest req;
+    req.set_data(data);
+    annotate("ReseedRandomDev", [&] {
+        return client_->call<grpc::ReseedRandomDevRequest, Empty>(kAgentService, "ReseedRandomDev",
+                                                                  req, timeout_);
+    });
+}
+
 void TtrpcAgentClient::createContainer(const grpc::CreateContainerRequest& req) {
     annotate("CreateContainer " + req.container_id(), [&] {
         return client_->call<grpc::CreateContainerRequest, Empty>(kAgentService, "CreateContainer",

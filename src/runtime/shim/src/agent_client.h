@@ -25,6 +25,9 @@ class AgentClient {
     virtual void check(std::chrono::milliseconds timeout) = 0;
     virtual void createSandbox(const grpc::CreateSandboxRequest& req) = 0;
     virtual void destroySandbox() = 0;
+    // After a VM is restored from a template: its clock and entropy are the template's.
+    virtual void setGuestDateTime(int64_t sec, int64_t usec) = 0;
+    virtual void reseedRandomDev(const std::string& data) = 0;
     virtual void createContainer(const grpc::CreateContainerRequest& req) = 0;
     virtual void startContainer(const std::string& cid) = 0;
     virtual void removeContainer(const std::string& cid, uint32_t timeoutSec) = 0;
@@ -62,6 +65,8 @@ class TtrpcAgentClient : public AgentClient {
     void check(std::chrono::milliseconds timeout) override;
     void createSandbox(const grpc::CreateSandboxRequest& req) override;
     void destroySandbox() override;
+    void setGuestDateTime(int64_t sec, int64_t usec) override;
+    void reseedRandomDev(const std::string& data) override;
     void createContainer(const grpc::CreateContainerRequest& req) override;
     void startContainer(const std::string& cid) override;
     void removeContainer(const std::string& cid, uint32_t timeoutSec) override;

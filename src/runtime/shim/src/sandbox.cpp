@@ -1,9 +1,14 @@
 #include "sandbox.h"
 
+#include <sys/random.h>
+#include <sys/time.h>
+
 #include <filesystem>
 
+#include "factory.h"
 #include "fs_share.h"
 #include "kata/common/error.h"
+#include "timing.h"
 
 namespace kata::shim {
 
@@ -94,6 +99,15 @@ void Sandbox::start() {
     spec.extraKernelParams = config::agentKernelParams(cfg_);
 
     try {
+        if (cfg_.factory.enableTemplate) {
+            std::string why;
+            if (templateUsable(cfg_, &why)) {
+                // A restored guest keeps the template's kernel command line.
+                spec.templateState = ensureTemplate(cfg_, deps_, log_);
+            } else {
+                log_.warn("enable_template ignored: " + why);
+            }
+        }
         auto vm = deps_.createHypervisor(cfg_.hypervisor, spec);
         vm->setExitCallback([this](const std::string& reason) {
             std::function<void(const std::string&)> cb;
@@ -108,13 +122,15 @@ void Sandbox::start() {
             if (agent) agent->close();  // pending waits and reads fail now
             if (cb) cb(reason);
         });
-        log_.info("starting VM");
+        log_.with("template", spec.templateState).info("starting VM");
+        StepTimer total, step;
         vm->start();
         {
             std::lock_guard<std::mutex> lk(mu_);
             vm_ = std::move(vm);
         }
-        log_.with("pid", std::to_string(vmPid())).info("VM started");
+        step.done(log_.with("pid", std::to_string(vmPid())), "vm-start", "VM started");
+        step.restart();
 
         const auto dialTimeout = std::chrono::seconds(cfg_.agent.dialTimeoutSec);
         std::string address;
@@ -133,6 +149,20 @@ void Sandbox::start() {
         {
             std::lock_guard<std::mutex> lk(mu_);
             agent_ = agent;
+        }
+        step.done(log_, "agent-ready", "agent answered");
+        step.restart();
+        if (!spec.templateState.empty()) {
+            // The guest's clock and entropy pool are the template's: set and reseed them.
+            timeval now{};
+            ::gettimeofday(&now, nullptr);
+            agent->setGuestDateTime(now.tv_sec, now.tv_usec);
+            std::string seed(64, '\0');
+            if (::getrandom(seed.data(), seed.size(), 0) != static_cast<ssize_t>(seed.size()))
+                throwErrno("getrandom", "seed for sandbox " + id_);
+            agent->reseedRandomDev(seed);
+            step.done(log_, "guest-refresh", "guest clock set and RNG reseeded after restore");
+            step.restart();
         }
 
         grpc::CreateSandboxRequest req;
@@ -153,7 +183,8 @@ void Sandbox::start() {
             }
         }
         agent->createSandbox(req);
-        log_.info("sandbox created in the guest");
+        step.done(log_, "create-sandbox", "sandbox created in the guest");
+        total.done(log_, "sandbox-start", "sandbox started");
     } catch (...) {
         try {
             stop();
@@ -176,6 +207,7 @@ void Sandbox::stop() {
         agent = std::move(agent_);
         dead = vmDead_;
     }
+    StepTimer total, step;
     if (agent) {
         if (!dead) {
             try {
@@ -185,13 +217,17 @@ void Sandbox::stop() {
             }
         }
         agent->close();
+        if (!dead) step.done(log_, "destroy-sandbox", "sandbox destroyed in the guest");
     }
     if (vm) {
         log_.info("stopping VM");
+        step.restart();
         vm->stop(std::chrono::seconds(5));
+        step.done(log_, "vm-stop", "VM stopped");
     }
     std::string problem = cleanupTree(paths_.sandboxShareRoot(id_));
     if (!problem.empty()) log_.warn("clean up shared dir: " + problem);
+    total.done(log_, "sandbox-stop", "sandbox stopped");
 }
 
 void Sandbox::pauseVm() {

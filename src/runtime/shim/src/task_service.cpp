@@ -13,6 +13,7 @@
 #include "options.h"
 #include "spec_rewrite.h"
 #include "stats.h"
+#include "timing.h"
 
 namespace kata::shim {
 
@@ -162,6 +163,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
     std::lock_guard<std::mutex> createLk(createMu_);
     const std::string& id = req.id();
     log::Logger log = log_.with("container", id);
+    StepTimer total;
     {
         std::lock_guard<std::mutex> lk(mu_);
         if (containers_.count(id)) {
@@ -235,7 +237,9 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
             creq.set_container_id(id);
             creq.set_exec_id(id);
             *creq.mutable_oci() = spec;
+            StepTimer step;
             sb->agent()->createContainer(creq);
+            step.done(log, "create-container", "container created in the guest");
 
             auto p = std::make_shared<Proc>();
             p->cid = id;
@@ -248,7 +252,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
                 containers_[id] = std::move(c);
                 persistLocked();
             }
-            log.with("pid", std::to_string(p->pid)).info("container created");
+            total.done(log.with("pid", std::to_string(p->pid)), "create-task", "container created");
 
             ev::TaskCreate e;
             e.set_container_id(id);
@@ -284,6 +288,7 @@ void TaskService::startWaiter(const std::shared_ptr<Proc>& p) {
     }
     std::thread([this, p, agent] {
         log::Logger log = log_.with("container", p->cid).with("exec", p->execId);
+        StepTimer waited;
         uint32_t status = kVmLostStatus;
         try {
             if (!agent) throw Error(StatusCode::kUnavailable, "no agent");
@@ -308,7 +313,7 @@ void TaskService::startWaiter(const std::shared_ptr<Proc>& p) {
             e.set_exit_status(p->exitStatus);
             *e.mutable_exited_at() = p->exitedAt;
         }
-        log.with("exit-status", std::to_string(status)).info("process exited");
+        waited.done(log.with("exit-status", std::to_string(status)), "wait", "process exited");
         events_->publish(topics::kTaskExit, e);
         std::lock_guard<std::mutex> lk(mu_);
         cv_.notify_all();
@@ -331,8 +336,11 @@ task::StartResponse TaskService::start(const task::StartRequest& req) {
     }
     if (!sb) throw Error(StatusCode::kFailedPrecondition, "start " + req.id() + ": no sandbox");
     auto agent = sb->agent();
+    StepTimer step;
     if (req.exec_id().empty()) {
         agent->startContainer(req.id());
+        step.done(log_.with("container", req.id()), "start-container",
+                  "container started in the guest");
     } else {
         grpc::ExecProcessRequest er;
         er.set_container_id(req.id());
@@ -416,6 +424,7 @@ task::DeleteResponse TaskService::remove(const task::DeleteRequest& req) {
         sb = sandbox_;
     }
     log::Logger log = log_.with("container", req.id());
+    StepTimer step;
     if (sb && sb->vmAlive()) {
         try {
             sb->agent()->removeContainer(req.id(), kRemoveTimeoutSec);
@@ -437,7 +446,7 @@ task::DeleteResponse TaskService::remove(const task::DeleteRequest& req) {
     e.set_exit_status(resp.exit_status());
     *e.mutable_exited_at() = resp.exited_at();
     events_->publish(topics::kTaskDelete, e);
-    log.info("container deleted");
+    step.done(log, "delete-container", "container deleted");
     if (last) {
         log.info("last container gone: stopping the sandbox");
         stopSandbox();

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "containerd/events/task.pb.h"
+#include "factory.h"
 #include "fs_share.h"
 #include "kata/common/error.h"
 #include "task_service.h"
@@ -36,6 +37,8 @@ class FakeAgent : public AgentClient {
     std::map<std::string, std::string> stdinData;
     std::map<std::string, bool> stdinClosed;
     bool closed = false;
+    int64_t guestSec = 0;
+    std::string seed;
 
     void record(const std::string& c) {
         std::lock_guard<std::mutex> lk(mu);
@@ -64,6 +67,14 @@ class FakeAgent : public AgentClient {
         record("CreateSandbox");
     }
     void destroySandbox() override { record("DestroySandbox"); }
+    void setGuestDateTime(int64_t sec, int64_t) override {
+        record("SetGuestDateTime");
+        guestSec = sec;
+    }
+    void reseedRandomDev(const std::string& data) override {
+        record("ReseedRandomDev");
+        seed = data;
+    }
     void createContainer(const grpc::CreateContainerRequest& r) override {
         containerReq = r;
         record("CreateContainer " + r.container_id());
@@ -141,6 +152,8 @@ class FakeAgent : public AgentClient {
 struct VmRecord {
     bool started = false, stopped = false;
     kata::hypervisor::VmSpec spec;
+    std::vector<kata::hypervisor::VmSpec> specs;  // every VM created, in order
+    std::vector<std::string> templatesSaved;      // sandbox ids of VMs saved as templates
     std::function<void(const std::string&)> exitCb;
 };
 
@@ -167,6 +180,10 @@ class FakeVm : public kata::hypervisor::Hypervisor {
         return "";
     }
     void unplugDevice(const std::string&) override {}
+    void saveTemplate(const std::string& path) override {
+        rec_->templatesSaved.push_back(rec_->spec.sandboxId);
+        std::ofstream(path) << "fake VM state";
+    }
 
   private:
     std::shared_ptr<VmRecord> rec_;
@@ -234,6 +251,7 @@ class TaskServiceTest : public ::testing::Test {
         deps.createHypervisor = [vm, vmFailure](const kata::hypervisor::HypervisorConfig&,
                                                 const kata::hypervisor::VmSpec& s) {
             vm->spec = s;
+            vm->specs.push_back(s);
             return std::make_unique<FakeVm>(vm, vmFailure);
         };
         auto agent = agent_;
@@ -244,7 +262,9 @@ class TaskServiceTest : public ::testing::Test {
         o.ns = "default";
         o.shimName = "containerd-shim-kata-v2";
         o.paths = paths_;
-        o.loadConfig = [](const std::string&) {
+        const std::string text = configText_;
+        o.loadConfig = [text](const std::string&) {
+            if (!text.empty()) return kata::config::parseConfig(text, "/fake/configuration.toml");
             kata::config::RuntimeConfig c;
             c.path = "/fake/configuration.toml";
             c.hypervisor.msize9p = 512 * 1024;
@@ -287,6 +307,7 @@ class TaskServiceTest : public ::testing::Test {
     }
 
     std::string tmp_, bundle_;
+    std::string configText_;  // non-empty: parsed as configuration.toml by makeService
     Paths paths_;
     std::shared_ptr<FakeAgent> agent_;
     std::shared_ptr<VmRecord> vm_;
@@ -582,4 +603,89 @@ TEST_F(TaskServiceTest, CriContainerJoinsTheSandboxVm) {
     service_->remove(d);
     EXPECT_TRUE(vm_->stopped);
     EXPECT_FALSE(fs::exists(paths_.sandboxStateDir("pod1")));
+}
+
+TEST_F(TaskServiceTest, EnableDebugRaisesTheLogLevelAndPutsAgentLogDebugOnTheKernelLine) {
+    kata::log::setLevel(kata::log::Level::kInfo);
+    configText_ =
+        "[hypervisor.qemu]\nmsize_9p = 8192\n"
+        "[agent.kata]\nenable_debug = true\n"
+        "[runtime]\nenable_debug = true\n";
+    makeService("");
+    service_->create(createReq("dbg"));
+    task::DeleteRequest d;
+    d.set_id("dbg");
+    EXPECT_NE(vm_->spec.extraKernelParams.find("agent.log=debug"), std::string::npos)
+        << vm_->spec.extraKernelParams;
+    EXPECT_EQ(kata::log::level(), kata::log::Level::kDebug);
+    kata::log::setLevel(kata::log::Level::kInfo);
+    service_->remove(d);
+}
+
+TEST_F(TaskServiceTest, WithoutEnableDebugTheAgentLogsAtItsDefault) {
+    kata::log::setLevel(kata::log::Level::kInfo);
+    configText_ = "[hypervisor.qemu]\nmsize_9p = 8192\n[agent.kata]\ndial_timeout = 5\n";
+    makeService("");
+    service_->create(createReq("nodbg"));
+    task::DeleteRequest d;
+    d.set_id("nodbg");
+    EXPECT_EQ(vm_->spec.extraKernelParams.find("agent.log="), std::string::npos)
+        << vm_->spec.extraKernelParams;
+    EXPECT_EQ(kata::log::level(), kata::log::Level::kInfo);
+    service_->remove(d);
+}
+
+TEST_F(TaskServiceTest, EnableTemplateMakesATemplateOnceAndRestoresSandboxesFromIt) {
+    const std::string tpl = tmp_ + "/factory";
+    configText_ =
+        "[hypervisor.qemu]\nmsize_9p = 8192\n[factory]\nenable_template = true\n"
+        "template_path = \"" +
+        tpl + "\"\n";
+    makeService("");
+    service_->create(createReq("t1"));
+    // The template VM: no sandbox state, its own run dir and an empty share of its own.
+    ASSERT_EQ(vm_->specs.size(), 2u);
+    EXPECT_EQ(vm_->specs[0].runDir, tpl + "/vm");
+    EXPECT_EQ(vm_->specs[0].sharedDir, tpl + "/shared");
+    EXPECT_TRUE(vm_->specs[0].templateState.empty());
+    EXPECT_EQ(vm_->templatesSaved, std::vector<std::string>{"template"});
+    EXPECT_TRUE(fs::is_empty(tpl + "/shared"));
+    // The sandbox VM restores from it with its own run dir and share.
+    EXPECT_EQ(vm_->specs[1].templateState, tpl + "/state");
+    EXPECT_EQ(vm_->specs[1].runDir, paths_.vmRunDir("t1"));
+    EXPECT_EQ(vm_->specs[1].sharedDir, paths_.sharedDir("t1"));
+    // Clock and RNG refreshed before the sandbox is created in the guest.
+    auto pos = [&](const std::string& c) {
+        return std::find(agent_->calls.begin(), agent_->calls.end(), c) - agent_->calls.begin();
+    };
+    EXPECT_LT(pos("SetGuestDateTime"), pos("CreateSandbox"));
+    EXPECT_LT(pos("ReseedRandomDev"), pos("CreateSandbox"));
+    EXPECT_NEAR(agent_->guestSec, ::time(nullptr), 5);
+    EXPECT_EQ(agent_->seed.size(), 64u);
+    task::DeleteRequest d;
+    d.set_id("t1");
+    service_->remove(d);
+
+    // A second shim finds the template and only restores.
+    makeService("");
+    service_->create(createReq("t2"));
+    ASSERT_EQ(vm_->specs.size(), 3u);
+    EXPECT_EQ(vm_->specs[2].templateState, tpl + "/state");
+    EXPECT_EQ(vm_->templatesSaved.size(), 1u);
+    d.set_id("t2");
+    service_->remove(d);
+
+    destroyTemplate(tpl);
+    EXPECT_FALSE(fs::exists(tpl));
+}
+
+TEST_F(TaskServiceTest, WithoutEnableTemplateTheVmBoots) {
+    makeService("");
+    service_->create(createReq("b1"));
+    ASSERT_EQ(vm_->specs.size(), 1u);
+    EXPECT_TRUE(vm_->specs[0].templateState.empty());
+    EXPECT_FALSE(agent_->called("SetGuestDateTime"));
+    task::DeleteRequest d;
+    d.set_id("b1");
+    service_->remove(d);
 }
