@@ -47,7 +47,7 @@ done
 if [ "$record" = 1 ]; then
   mkdir -p "$repo/bench/results"
   result=$repo/bench/results/ctr-$(date -u +%F).txt
-  echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs (git $(git -C "$repo" describe --always --dirty 2>/dev/null))${KATA_E2E_LIB:+ KATA_E2E_LIB=$KATA_E2E_LIB}" >>"$result"
+  echo "# $(date -u '+%F %T UTC') bench/ctr/run.sh -n $runs$([ "$template" = 1 ] && echo " --template") (git $(git -C "$repo" describe --always --dirty 2>/dev/null))${KATA_E2E_LIB:+ KATA_E2E_LIB=$KATA_E2E_LIB}" >>"$result"
   set +e
   extra=()
   [ "$template" = 1 ] && extra+=(--template)
