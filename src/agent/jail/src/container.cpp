@@ -38,6 +38,22 @@ auto withContext(const std::string& context, F&& f) -> decltype(f()) {
     }
 }
 
+// Without a terminal the process gets pipes: the agent's ends go to io, the child's ends (raised
+// out of the way of the fds the child sets up) are returned and named in plan. With a terminal
+// nothing is made here: the child sends its pty master during setup.
+StdioChildEnds prepareStdio(ProcessPlan* plan, ProcessIo* io) {
+    StdioChildEnds ends;
+    if (plan->terminal) return ends;
+    ends = makeStdioPipes(io);
+    ends.in = raiseFd(std::move(ends.in));
+    ends.out = raiseFd(std::move(ends.out));
+    ends.err = raiseFd(std::move(ends.err));
+    plan->stdinFd = ends.in.get();
+    plan->stdoutFd = ends.out.get();
+    plan->stderrFd = ends.err.get();
+    return ends;
+}
+
 std::string idMap(const google::protobuf::RepeatedPtrField<grpc::LinuxIDMapping>& maps) {
     std::string out;
     for (const auto& m : maps)
@@ -180,16 +196,7 @@ std::unique_ptr<Container> Container::create(const std::string& id, const grpc::
     rootfsPlan.noPivotRoot = opts.noPivotRoot;
 
     ProcessIo io;
-    StdioChildEnds ends;
-    if (!plan.terminal) {
-        ends = makeStdioPipes(&io);
-        ends.in = raiseFd(std::move(ends.in));
-        ends.out = raiseFd(std::move(ends.out));
-        ends.err = raiseFd(std::move(ends.err));
-        plan.stdinFd = ends.in.get();
-        plan.stdoutFd = ends.out.get();
-        plan.stderrFd = ends.err.get();
-    }
+    StdioChildEnds ends = prepareStdio(&plan, &io);
 
     SpawnRequest req;
     req.cgroupProcsFiles = impl->cgroup->procsFiles();
@@ -320,16 +327,7 @@ std::shared_ptr<Process> Container::exec(const std::string& execId, const grpc::
     std::vector<NamespaceJoin> joins =
         withContext(ctx, [&] { return processNamespaces(impl_->init->pid(), &nsOwners); });
     ProcessIo io;
-    StdioChildEnds ends;
-    if (!plan.terminal) {
-        ends = makeStdioPipes(&io);
-        ends.in = raiseFd(std::move(ends.in));
-        ends.out = raiseFd(std::move(ends.out));
-        ends.err = raiseFd(std::move(ends.err));
-        plan.stdinFd = ends.in.get();
-        plan.stdoutFd = ends.out.get();
-        plan.stderrFd = ends.err.get();
-    }
+    StdioChildEnds ends = prepareStdio(&plan, &io);
     SpawnRequest req;
     req.cgroupProcsFiles = impl_->cgroup->procsFiles();
     req.joins = joins;
@@ -363,6 +361,19 @@ std::shared_ptr<Process> Container::process(const std::string& execId) {
     if (execId.empty()) return impl_->init;
     auto it = impl_->processes.find(execId);
     return it == impl_->processes.end() ? nullptr : it->second;
+}
+
+void Container::forgetProcess(const std::string& execId) {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    const std::string ctx = "forget process " + execId + " in container " + impl_->id;
+    if (execId.empty() || execId == impl_->id)
+        throw Error(StatusCode::kFailedPrecondition, ctx + ": it is the container's init process");
+    auto it = impl_->processes.find(execId);
+    if (it == impl_->processes.end()) throw Error(StatusCode::kNotFound, ctx + ": no such process");
+    if (!it->second->exitCode())
+        throw Error(StatusCode::kFailedPrecondition,
+                    ctx + ": it is still running (pid " + std::to_string(it->second->pid()) + ")");
+    impl_->processes.erase(it);
 }
 
 void Container::kill(int sig, bool all) {

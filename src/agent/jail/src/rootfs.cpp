@@ -14,62 +14,16 @@
 #include <deque>
 
 #include "kata/common/error.h"
+#include "kata/common/mount_options.h"
 #include "sync.h"
 #include "util.h"
 
 namespace kata::jail {
 
 namespace {
-struct OptionFlag {
-    const char* name;
-    bool clear;
-    unsigned long flag;
-};
-constexpr OptionFlag kMountFlags[] = {
-    {"ro", false, MS_RDONLY},
-    {"rw", true, MS_RDONLY},
-    {"nosuid", false, MS_NOSUID},
-    {"suid", true, MS_NOSUID},
-    {"nodev", false, MS_NODEV},
-    {"dev", true, MS_NODEV},
-    {"noexec", false, MS_NOEXEC},
-    {"exec", true, MS_NOEXEC},
-    {"sync", false, MS_SYNCHRONOUS},
-    {"async", true, MS_SYNCHRONOUS},
-    {"dirsync", false, MS_DIRSYNC},
-    {"remount", false, MS_REMOUNT},
-    {"mand", false, MS_MANDLOCK},
-    {"nomand", true, MS_MANDLOCK},
-    {"atime", true, MS_NOATIME},
-    {"noatime", false, MS_NOATIME},
-    {"diratime", true, MS_NODIRATIME},
-    {"nodiratime", false, MS_NODIRATIME},
-    {"relatime", false, MS_RELATIME},
-    {"norelatime", true, MS_RELATIME},
-    {"strictatime", false, MS_STRICTATIME},
-    {"nostrictatime", true, MS_STRICTATIME},
-    {"silent", false, MS_SILENT},
-    {"loud", true, MS_SILENT},
-};
-constexpr std::pair<const char*, unsigned long> kPropagation[] = {
-    {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
-    {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
-    {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
-    {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
-};
-
 constexpr unsigned long kBindRemountMask = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC |
                                            MS_NOATIME | MS_NODIRATIME | MS_RELATIME |
                                            MS_STRICTATIME;
-
-bool propagationOption(const std::string& o, unsigned long* flags) {
-    for (const auto& [name, f] : kPropagation)
-        if (o == name) {
-            *flags = f;
-            return true;
-        }
-    return false;
-}
 
 std::string cleanContainerPath(const std::string& p) {
     std::vector<std::string> parts;
@@ -386,32 +340,14 @@ MountPlan planMount(const grpc::Mount& mount) {
     if (mount.destination().empty() || mount.destination()[0] != '/')
         throw Error(StatusCode::kInvalidArgument,
                     "mount destination \"" + mount.destination() + "\" is not absolute");
-    std::vector<std::string> data;
-    for (const auto& o : mount.options()) {
-        if (o == "bind" || o == "rbind") {
-            m.bind = true;
-            m.recursive = m.recursive || o == "rbind";
-            continue;
-        }
-        unsigned long prop;
-        if (propagationOption(o, &prop)) {
-            m.propagation = prop;
-            continue;
-        }
-        bool known = false;
-        for (const auto& f : kMountFlags) {
-            if (o == f.name) {
-                if (f.clear)
-                    m.flags &= ~f.flag;
-                else
-                    m.flags |= f.flag;
-                known = true;
-            }
-        }
-        if (!known && o != "tmpcopyup") data.push_back(o);
-    }
+    MountOptions mo =
+        parseMountOptions(std::vector<std::string>(mount.options().begin(), mount.options().end()));
+    m.flags = mo.flags;
+    m.propagation = mo.propagation;
+    m.bind = mo.bind;
+    m.recursive = mo.recursive;
+    m.data = std::move(mo.data);
     if (m.type == "bind") m.bind = true;
-    for (size_t i = 0; i < data.size(); ++i) m.data += (i ? "," : "") + data[i];
     if (m.bind && (m.source.empty() || m.source[0] != '/'))
         throw Error(StatusCode::kInvalidArgument, "bind mount source \"" + m.source + "\" for " +
                                                       m.destination + " is not an absolute path");
@@ -426,7 +362,7 @@ RootfsPlan planRootfs(const grpc::Spec& spec, bool newUts) {
     while (p.rootfs.size() > 1 && p.rootfs.back() == '/') p.rootfs.pop_back();
     p.readonly = spec.root().readonly();
     const auto& prop = spec.linux().rootfspropagation();
-    if (!prop.empty() && !propagationOption(prop, &p.rootPropagation))
+    if (!prop.empty() && !parsePropagation(prop, &p.rootPropagation))
         throw Error(StatusCode::kInvalidArgument, "rootfsPropagation \"" + prop + "\" is invalid");
     for (const auto& m : spec.mounts()) p.mounts.push_back(planMount(m));
     struct Default {

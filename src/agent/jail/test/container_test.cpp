@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 
 #include <atomic>
+#include <set>
 
 #include "jail_test_util.h"
 #include "kata/common/error.h"
@@ -87,6 +88,69 @@ TEST_F(JailTest, ExecJoinsPidNamespaceHostnameAndCgroup) {
     EXPECT_EQ(c->process("nope"), nullptr);
     EXPECT_EQ(c->process(""), c->initProcess());
     EXPECT_THROW(c->exec("e1", p), Error);
+}
+
+// The agent's own open fds, by number.
+std::set<int> openFds() {
+    std::set<int> fds;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd"))
+        fds.insert(std::stoi(e.path().filename().string()));
+    return fds;
+}
+
+TEST_F(JailTest, ForgottenProcessFreesItsExecIdAndItsFds) {
+    Container* c = create(baseSpec({"sleep", "100"}));
+    c->start();
+    grpc::Process p;
+    p.add_args("sleep");
+    p.add_args("100");
+    const std::set<int> before = openFds();
+    auto proc = c->exec("e1", p);
+    std::weak_ptr<Process> weak = proc;
+    const std::set<int> during = openFds();
+    for (int fd : {proc->io().stdinWriter.get(), proc->io().stdoutReader.get(),
+                   proc->io().stderrReader.get()}) {
+        EXPECT_EQ(before.count(fd), 0u) << fd;
+        EXPECT_EQ(during.count(fd), 1u) << fd;
+    }
+
+    // Neither a running process nor the init can be forgotten; an unknown id is not found.
+    auto codeOf = [&](const std::string& execId) {
+        try {
+            c->forgetProcess(execId);
+            return StatusCode::kOk;
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(execId), std::string::npos) << e.what();
+            return e.code();
+        }
+    };
+    EXPECT_EQ(codeOf("e1"), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(c->process("e1"), proc);
+    EXPECT_EQ(codeOf(id_), StatusCode::kFailedPrecondition);
+    EXPECT_EQ(codeOf("nope"), StatusCode::kNotFound);
+    EXPECT_THROW(c->exec("e1", p), Error);
+
+    proc->signal(SIGKILL);
+    EXPECT_EQ(proc->waitFor(10000), 128 + SIGKILL);
+    EXPECT_EQ(codeOf("e1"), StatusCode::kOk);
+    EXPECT_EQ(c->process("e1"), nullptr);
+    EXPECT_EQ(codeOf("e1"), StatusCode::kNotFound);
+    EXPECT_EQ(c->process(""), c->initProcess());
+    proc.reset();  // the caller's reference was the last but the reaper's
+    // The reaper's exit callback lets go of the process just after waking the waiters.
+    for (int i = 0; i < 100 && !weak.expired(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(weak.expired());
+    EXPECT_EQ(openFds(), before);
+
+    // The exec id is free again.
+    grpc::Process echo;
+    echo.add_args("echo");
+    echo.add_args("second");
+    auto again = c->exec("e1", echo);
+    EXPECT_EQ(readAllFd(again->io().stdoutReader.get()), "second\n");
+    EXPECT_EQ(again->waitFor(10000), 0);
+    EXPECT_EQ(c->process("e1"), again);
 }
 
 TEST_F(JailTest, ExecProcessIsInTheContainersCgroup) {

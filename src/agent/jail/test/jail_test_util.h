@@ -21,6 +21,7 @@
 
 #include "kata/jail/container.h"
 #include "kata/jail/reaper.h"
+#include "spec_test_util.h"
 
 namespace kata::jail::test {
 
@@ -140,21 +141,8 @@ class JailTest : public ::testing::Test {
         p->set_cwd("/");
         s.mutable_root()->set_path(rootfs_);
         s.set_hostname("jailtest");
-        auto mount = [&](const char* dest, const char* type, const char* src,
-                         std::vector<std::string> opts) {
-            auto* m = s.add_mounts();
-            m->set_destination(dest);
-            m->set_type(type);
-            m->set_source(src);
-            for (auto& o : opts) m->add_options(o);
-        };
-        mount("/proc", "proc", "proc", {"nosuid", "noexec", "nodev"});
-        mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"});
-        mount("/dev/pts", "devpts", "devpts",
-              {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"});
-        mount("/dev/shm", "tmpfs", "shm",
-              {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"});
-        mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"});
+        addMount(&s, "/proc", "proc", "proc", {"nosuid", "noexec", "nodev"});
+        addDefaultDevAndSysMounts(&s);
         auto* l = s.mutable_linux();
         for (const char* ns : {"pid", "ipc", "uts", "mount", "network"})
             l->add_namespaces()->set_type(ns);

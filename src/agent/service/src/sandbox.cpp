@@ -729,6 +729,8 @@ void Sandbox::execProcess(const grpc::ExecProcessRequest& req) {
                                                         "\" already exists in container \"" +
                                                         req.container_id() + "\"");
         }
+        // An exited process whose output nobody read to the end gives way to the new one.
+        if (it != entry->procs.end()) forgetLocked(*entry, it);
     }
     auto proc = entry->ctr->exec(req.exec_id(), req.process());
     auto handle = std::make_shared<ProcessHandle>(std::move(proc));
@@ -763,7 +765,22 @@ void Sandbox::forgetIfFinished(const std::shared_ptr<ContainerEntry>& entry,
                                const std::string& execId) {
     std::lock_guard<std::mutex> lk(entry->procMu);
     auto it = entry->procs.find(execId);
-    if (it != entry->procs.end() && it->second->finished()) entry->procs.erase(it);
+    if (it == entry->procs.end() || !it->second->finished()) return;
+    forgetLocked(*entry, it);
+}
+
+void Sandbox::forgetLocked(ContainerEntry& entry,
+                           std::map<std::string, std::shared_ptr<ProcessHandle>>::iterator it) {
+    const std::string execId = it->first;
+    entry.procs.erase(it);
+    // The jail lets go too, so the exec id is free again and the process's stdio fds close
+    // as soon as a read still running on the handle returns.
+    try {
+        entry.ctr->forgetProcess(execId);
+    } catch (const Error& e) {
+        kLog.with("container", entry.id)
+            .warn("forget process failed", {{"exec-id", execId}, {"error", e.what()}});
+    }
 }
 
 int Sandbox::waitProcess(const std::string& cid, const std::string& execId) {

@@ -26,6 +26,7 @@
 #include "kata/agent/service/guest.h"
 #include "kata/common/error.h"
 #include "kata/ttrpc/ttrpc.h"
+#include "spec_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
@@ -83,6 +84,31 @@ std::vector<std::string> cgroupDirsNamed(const std::string& name) {
     return out;
 }
 
+// Starts argv[0] with stdout and stderr appended to logPath; -1 if fork fails.
+pid_t spawnLogged(const std::string& logPath, std::vector<std::string> argv) {
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::execv(args[0], args.data());
+        _exit(127);
+    }
+    return pid;
+}
+
+// kata-agent in fresh pid/mount/net/uts/ipc namespaces, where it is PID 1 as in a guest.
+std::vector<std::string> agentAsInit(std::vector<std::string> agentArgs) {
+    std::vector<std::string> argv = {
+        "/usr/bin/unshare", "--pid", "--fork", "--kill-child", "--mount",        "--propagation",
+        "private",          "--net", "--uts",  "--ipc",        KATA_AGENT_BINARY};
+    argv.insert(argv.end(), agentArgs.begin(), agentArgs.end());
+    return argv;
+}
+
 class AgentTest : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
@@ -131,17 +157,9 @@ class AgentTest : public ::testing::Test {
     }
 
     void startAgent() {
-        pid_t pid = ::fork();
+        pid_t pid = spawnLogged(logPath_, {KATA_AGENT_BINARY, "--server-addr", "unix://" + socket_,
+                                           "--run-dir", runDir_, "--log-level", "debug"});
         ASSERT_GE(pid, 0);
-        if (pid == 0) {
-            int fd = ::open(logPath_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-            ::dup2(fd, 1);
-            ::dup2(fd, 2);
-            std::string addr = "unix://" + socket_;
-            ::execl(KATA_AGENT_BINARY, "kata-agent", "--server-addr", addr.c_str(), "--run-dir",
-                    runDir_.c_str(), "--log-level", "debug", nullptr);
-            _exit(127);
-        }
         agentPid_ = pid;
         client_ =
             std::make_unique<kata::ttrpc::Client>(kata::ttrpc::dial("unix://" + socket_, 10s));
@@ -202,21 +220,8 @@ class AgentTest : public ::testing::Test {
         p->set_nonewprivileges(true);
         spec.mutable_root()->set_path(rootfsParent_ + "/rootfs");
         spec.set_hostname(cid);
-        auto mount = [&](const char* dst, const char* type, const char* src,
-                         std::vector<std::string> opts) {
-            auto* m = spec.add_mounts();
-            m->set_destination(dst);
-            m->set_type(type);
-            m->set_source(src);
-            for (auto& o : opts) m->add_options(o);
-        };
-        mount("/proc", "proc", "proc", {});
-        mount("/dev", "tmpfs", "tmpfs", {"nosuid", "strictatime", "mode=755", "size=65536k"});
-        mount("/dev/pts", "devpts", "devpts",
-              {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"});
-        mount("/dev/shm", "tmpfs", "shm",
-              {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"});
-        mount("/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"});
+        kata::jail::test::addMount(&spec, "/proc", "proc", "proc", {});
+        kata::jail::test::addDefaultDevAndSysMounts(&spec);
         auto* linux = spec.mutable_linux();
         for (const char* ns : {"pid", "network", "ipc", "uts", "mount"}) {
             linux->add_namespaces()->set_type(ns);
@@ -389,6 +394,62 @@ TEST_F(AgentTest, ExecSecondProcessAndSignalIt) {
     call("SignalProcess", sig);
     EXPECT_EQ(waitProcess("c1", ""), 128 + SIGKILL);
 
+    removeContainer("c1");
+    expectNothingLeft();
+}
+
+TEST_F(AgentTest, ExitedExecIdIsReusedAndItsFdsAreClosed) {
+    call("CreateContainer", createReq("c1", {"/bin/sleep", marker_}));
+    startContainer("c1");
+    auto agentFds = [&] {
+        size_t n = 0;
+        for ([[maybe_unused]] const auto& e :
+             fs::directory_iterator("/proc/" + std::to_string(agentPid_) + "/fd"))
+            ++n;
+        return n;
+    };
+    // The agent's fds once every exec is forgotten; the handle goes as WaitProcess returns,
+    // so allow the answer to overtake it briefly.
+    auto settledFds = [&](size_t want) {
+        size_t n = agentFds();
+        for (int i = 0; i < 40 && n != want; ++i) {
+            std::this_thread::sleep_for(50ms);
+            n = agentFds();
+        }
+        return n;
+    };
+    const size_t baseline = agentFds();
+
+    grpc::ExecProcessRequest ex;
+    ex.set_container_id("c1");
+    ex.set_exec_id("e1");
+    for (int round = 0; round < 3; ++round) {
+        const std::string word = "round-" + std::to_string(round);
+        *ex.mutable_process() = makeSpec("c1", {"/bin/echo", word}).process();
+        call("ExecProcess", ex);
+        EXPECT_GT(agentFds(), baseline) << "the exec's stdio pipes are not open in the agent";
+        EXPECT_EQ(readUntilEof("c1", "e1", false), word + "\n");
+        EXPECT_EQ(readUntilEof("c1", "e1", true), "");
+        EXPECT_EQ(waitProcess("c1", "e1"), 0);
+        EXPECT_EQ(settledFds(baseline), baseline) << "round " << round;
+    }
+
+    // Waited but never read: a new exec with the id replaces it, and its fds go too.
+    ex.set_exec_id("e2");
+    *ex.mutable_process() = makeSpec("c1", {"/bin/sh", "-c", "exit 5"}).process();
+    call("ExecProcess", ex);
+    EXPECT_EQ(waitProcess("c1", "e2"), 5);
+    *ex.mutable_process() = makeSpec("c1", {"/bin/echo", "again"}).process();
+    call("ExecProcess", ex);
+    EXPECT_EQ(readUntilEof("c1", "e2", false), "again\n");
+    EXPECT_EQ(readUntilEof("c1", "e2", true), "");
+    EXPECT_EQ(waitProcess("c1", "e2"), 0);
+    EXPECT_EQ(settledFds(baseline), baseline);
+
+    // A running exec keeps its id.
+    *ex.mutable_process() = makeSpec("c1", {"/bin/sleep", "1" + marker_}).process();
+    call("ExecProcess", ex);
+    expectError("ExecProcess", ex, StatusCode::kAlreadyExists, {"e2"});
     removeContainer("c1");
     expectNothingLeft();
 }
@@ -619,19 +680,9 @@ TEST(AgentInitMode, MountsBaseFilesystemsAndServes) {
     char tmpl[] = "/tmp/kata-agent-init-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     const std::string dir = tmpl, sock = dir + "/agent.sock", logPath = dir + "/agent.log";
-    pid_t pid = ::fork();
+    pid_t pid = spawnLogged(
+        logPath, agentAsInit({"--server-addr", "unix://" + sock, "--run-dir", dir + "/run"}));
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-        std::string addr = "unix://" + sock;
-        std::string run = dir + "/run";
-        ::execl("/usr/bin/unshare", "unshare", "--pid", "--fork", "--kill-child", "--mount",
-                "--propagation", "private", "--net", "--uts", "--ipc", KATA_AGENT_BINARY,
-                "--server-addr", addr.c_str(), "--run-dir", run.c_str(), nullptr);
-        _exit(127);
-    }
     struct Cleanup {
         pid_t pid;
         std::string dir;
@@ -725,20 +776,11 @@ TEST(AgentInitMode, MissingChannelPowersOffWithTheReason) {
     char tmpl[] = "/tmp/kata-agent-init-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);
     const std::string dir = tmpl, logPath = dir + "/agent.log";
-    pid_t pid = ::fork();
+    // No --server-addr: the agent looks for the agent.channel.0 serial port, which a host
+    // namespace does not have.
+    pid_t pid =
+        spawnLogged(logPath, agentAsInit({"--run-dir", dir + "/run", "--dial-timeout", "1"}));
     ASSERT_GE(pid, 0);
-    if (pid == 0) {
-        int fd = ::open(logPath.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-        std::string run = dir + "/run";
-        // No --server-addr: the agent looks for the agent.channel.0 serial port, which a host
-        // namespace does not have.
-        ::execl("/usr/bin/unshare", "unshare", "--pid", "--fork", "--kill-child", "--mount",
-                "--propagation", "private", "--net", "--uts", "--ipc", KATA_AGENT_BINARY,
-                "--run-dir", run.c_str(), "--dial-timeout", "1", nullptr);
-        _exit(127);
-    }
     bool exited = false;
     for (int i = 0; i < 200 && !exited; ++i) {
         exited = ::waitpid(pid, nullptr, WNOHANG) == pid;

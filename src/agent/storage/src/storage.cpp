@@ -16,6 +16,7 @@
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
 #include "kata/common/log.h"
+#include "kata/common/mount_options.h"
 
 namespace kata::agent {
 
@@ -248,7 +249,7 @@ StorageManager::Entry StorageManager::mountOne(const grpc::Storage& s, const std
                 }
                 data = base + (base.empty() || data.empty() ? "" : ",") + data;
             }
-            doMount(driver, s.source(), mp, fstype, mo.flags, data);
+            doMount(driver, s.source(), mp, fstype, mo.mountFlags(), data);
             entry.mounted = true;
         } else if (driver == kDriverBlk || driver == kDriverVirtioBlk || driver == kDriverMmioBlk ||
                    driver == kDriverScsi) {
@@ -265,14 +266,14 @@ StorageManager::Entry StorageManager::mountOne(const grpc::Storage& s, const std
                      "source is neither a PCI path nor a device path");
             }
             makeDirs(mp, false);
-            doMount(driver, dev, mp, s.fstype(), mo.flags, mo.data,
+            doMount(driver, dev, mp, s.fstype(), mo.mountFlags(), mo.data,
                     quote(s.source()) + " (" + dev + ", " + s.fstype() + ")");
             entry.mounted = true;
         } else if (driver == kDriverEphemeral) {
             makeDirs(mp, false);
             std::string fstype = s.fstype().empty() ? "tmpfs" : s.fstype();
             std::string source = s.source().empty() ? "tmpfs" : s.source();
-            doMount(driver, source, mp, fstype, mo.flags, mo.data);
+            doMount(driver, source, mp, fstype, mo.mountFlags(), mo.data);
             entry.mounted = true;
         } else if (driver == kDriverLocal) {
             makeDirs(mp, false);
@@ -308,9 +309,9 @@ StorageManager::Entry StorageManager::mountOne(const grpc::Storage& s, const std
                 fail(StatusCode::kInvalidArgument, s, mp, "source resolves outside " + rootDir_);
             }
             makeDirs(mp, !S_ISDIR(st.st_mode));
-            doMount(driver, src, mp, "", MS_BIND | MS_REC | (mo.flags & ~MS_RDONLY), "");
+            doMount(driver, src, mp, "", MS_BIND | MS_REC | (mo.mountFlags() & ~MS_RDONLY), "");
             entry.mounted = true;
-            remountBindFlags(driver, src, mp, mo.flags);
+            remountBindFlags(driver, src, mp, mo.mountFlags());
         } else if (driver == kDriverOverlayFs) {
             // Every layer must come from the sandbox's own tree.
             for (const auto& o : s.options()) {
@@ -344,8 +345,8 @@ StorageManager::Entry StorageManager::mountOne(const grpc::Storage& s, const std
                 }
             }
             makeDirs(mp, false);
-            doMount(driver, s.source().empty() ? "overlay" : s.source(), mp, "overlay", mo.flags,
-                    mo.data);
+            doMount(driver, s.source().empty() ? "overlay" : s.source(), mp, "overlay",
+                    mo.mountFlags(), mo.data);
             entry.mounted = true;
         } else {
             fail(StatusCode::kInvalidArgument, s, mp, "unknown storage driver");

@@ -346,13 +346,5 @@ TEST_F(StorageTest, OverlayLayersFromTheSandboxTree) {
                 {"overlayfs", ov + "/m2", "lowerdir \"/usr\" is outside"});
 }
 
-TEST(MountOptionsTest, FlagsAndData) {
-    auto mo = parseMountOptions({"ro", "nodev", "nosuid", "size=10m", "mode=0755", "rbind"});
-    EXPECT_EQ(mo.flags,
-              static_cast<unsigned long>(MS_RDONLY | MS_NODEV | MS_NOSUID | MS_BIND | MS_REC));
-    EXPECT_EQ(mo.data, "size=10m,mode=0755");
-    EXPECT_EQ(parseMountOptions({"ro", "rw"}).flags, 0u);
-}
-
 }  // namespace
 }  // namespace kata::agent

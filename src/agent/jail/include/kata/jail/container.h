@@ -85,6 +85,11 @@ class Container {
     // Runs a new process inside the container's namespaces and cgroup; started at once.
     std::shared_ptr<Process> exec(const std::string& execId, const grpc::Process& process);
     std::shared_ptr<Process> process(const std::string& execId);  // nullptr if unknown
+    // Drops the container's hold on an exec'd process that has exited, so its exec id can be
+    // used again and its stdio/pty fds close once the caller's last reference goes. Throws
+    // kNotFound for an unknown id, kFailedPrecondition for the init process (never forgotten:
+    // the container's state depends on it) or for a process still running.
+    void forgetProcess(const std::string& execId);
     void kill(int sig, bool all);  // all: every process in the container
     void pause();                  // freezer
     void resume();

@@ -79,11 +79,4 @@ class StorageManager {
     std::map<std::string, std::vector<std::string>> containerPoints_;  // by container id
 };
 
-// Splits mount options into MS_* flags and the filesystem data string ("a=b,c").
-struct MountOptions {
-    unsigned long flags = 0;
-    std::string data;
-};
-MountOptions parseMountOptions(const std::vector<std::string>& options);
-
 }  // namespace kata::agent

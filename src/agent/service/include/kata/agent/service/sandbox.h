@@ -108,7 +108,11 @@ class Sandbox {
     std::shared_ptr<ProcessHandle> findProcess(const std::string& cid, const std::string& execId,
                                                std::shared_ptr<ContainerEntry>* entryOut = nullptr);
     void releaseContainerResources(ContainerEntry& entry);
+    // Drops the agent's handle of an exec'd process once it was waited for and read to EOF,
+    // and the jail's hold on it with it (forgetLocked: entry.procMu held, the process exited).
     void forgetIfFinished(const std::shared_ptr<ContainerEntry>& entry, const std::string& execId);
+    void forgetLocked(ContainerEntry& entry,
+                      std::map<std::string, std::shared_ptr<ProcessHandle>>::iterator it);
     void appendGuestHooks(grpc::Spec* spec);
     std::string prepareBundle(const std::string& cid, grpc::Spec* spec, bool* boundRootfs);
 
