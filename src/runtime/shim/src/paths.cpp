@@ -1,29 +1,13 @@
 #include "paths.h"
 
-#include <openssl/evp.h>
-
 #include <cstdio>
 
 #include "kata/common/error.h"
+#include "sha256.h"
 
 namespace kata::shim {
 
 namespace {
-std::string sha256Hex(const std::string& data) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
-        throw Error(StatusCode::kInternal, "sha256 of shim socket key: EVP_Digest failed");
-    }
-    std::string out;
-    char buf[3];
-    for (unsigned i = 0; i < len; ++i) {
-        std::snprintf(buf, sizeof buf, "%02x", digest[i]);
-        out += buf;
-    }
-    return out;
-}
-
 // filepath.Join semantics for the key: no doubled or trailing slashes.
 std::string joinClean(const std::string& a, const std::string& b, const std::string& c) {
     std::string out = a;
