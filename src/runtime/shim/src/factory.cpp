@@ -4,7 +4,11 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
@@ -32,7 +36,48 @@ void makeDir(const std::string& path) {
     if (ec) throw SystemError("create template dir", path, ec.value());
 }
 
+std::string fileIdentity(const std::string& path) {
+    if (path.empty()) return "-";
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return path + " (missing)";
+    return path + " size=" + std::to_string(st.st_size) +
+           " mtime=" + std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec);
+}
+
+std::string readFile(const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+// The state is usable only if it was made from this fingerprint.
+bool stateMatches(const TemplateFiles& t, const std::string& fingerprint) {
+    return fs::exists(t.state) && readFile(t.fingerprint) == fingerprint;
+}
+
 }  // namespace
+
+std::string templateFingerprint(const config::RuntimeConfig& cfg) {
+    const auto& h = cfg.hypervisor;
+    std::ostringstream f;
+    f << "qemu " << fileIdentity(h.path) << "\n"
+      << "kernel " << fileIdentity(h.kernel) << "\n"
+      << "initrd " << fileIdentity(h.initrd) << "\n"
+      << "image " << fileIdentity(h.image) << "\n"
+      << "firmware " << fileIdentity(h.firmware) << "\n"
+      << "machine " << h.machineType << " accelerator " << h.accelerator << " cpu " << h.cpuFeatures
+      << "\n"
+      << "vcpus " << h.defaultVcpus << "/" << h.defaultMaxVcpus << " memory " << h.defaultMemoryMiB
+      << " slots " << h.memorySlots << "\n"
+      << "shared_fs " << h.sharedFs << " msize " << h.msize9p << " channel " << h.agentChannel
+      << " block " << h.blockDeviceDriver << "\n"
+      << "kernel_params " << h.kernelParams << "\n"
+      << "agent_params " << config::agentKernelParams(cfg) << "\n"
+      << "debug " << h.enableDebug << "\n";
+    for (const auto& a : h.extraArgs) f << "arg " << a << "\n";
+    return f.str();
+}
 
 TemplateFiles templateFiles(const std::string& templatePath) {
     TemplateFiles t;
@@ -41,6 +86,7 @@ TemplateFiles templateFiles(const std::string& templatePath) {
     t.lock = templatePath + "/lock";
     t.vmRunDir = templatePath + "/vm";
     t.sharedDir = templatePath + "/shared";
+    t.fingerprint = templatePath + "/fingerprint";
     return t;
 }
 
@@ -60,10 +106,15 @@ std::string ensureTemplate(const config::RuntimeConfig& cfg, const SandboxDeps& 
                            const log::Logger& parentLog) {
     const TemplateFiles t = templateFiles(cfg.factory.templatePath);
     log::Logger log = parentLog.with("template", t.state);
-    if (fs::exists(t.state)) return t.state;
+    const std::string fingerprint = templateFingerprint(cfg);
+    if (stateMatches(t, fingerprint)) return t.state;
     makeDir(t.dir);
     UniqueFd lock = lockFile(t.lock);
-    if (fs::exists(t.state)) return t.state;  // another shim made it while we waited
+    if (stateMatches(t, fingerprint)) return t.state;  // another shim made it while we waited
+    if (fs::exists(t.state)) {
+        log.info("VM template was made from another configuration or guest: making it anew");
+        ::unlink(t.state.c_str());
+    }
 
     StepTimer timer;
     const bool share = cfg.hypervisor.sharedFs != "none";
@@ -86,6 +137,10 @@ std::string ensureTemplate(const config::RuntimeConfig& cfg, const SandboxDeps& 
             agent->close();
         }
         vm->saveTemplate(t.state);
+        const std::string tmp = t.fingerprint + ".tmp";
+        std::ofstream(tmp) << fingerprint;
+        if (::rename(tmp.c_str(), t.fingerprint.c_str()) != 0)
+            throwErrno("rename template fingerprint to", t.fingerprint);
     } catch (const Error& e) {
         std::string tail = vm->consoleTail(20);
         try {
@@ -106,7 +161,7 @@ void destroyTemplate(const std::string& templatePath) {
     UniqueFd lock = lockFile(t.lock);
     hypervisor::cleanupStaleVm(t.vmRunDir);
     std::error_code ec;
-    for (const auto& p : {t.state, t.state + ".tmp", t.sharedDir}) {
+    for (const auto& p : {t.state, t.state + ".tmp", t.fingerprint, t.sharedDir}) {
         fs::remove_all(p, ec);
         if (ec) throw SystemError("remove", p, ec.value());
     }

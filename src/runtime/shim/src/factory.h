@@ -15,6 +15,7 @@ namespace kata::shim {
 // template VM's run dir and the (empty) dir its 9p device exports.
 struct TemplateFiles {
     std::string dir, state, lock, vmRunDir, sharedDir;
+    std::string fingerprint;  // what the state was made from (see templateFingerprint)
 };
 TemplateFiles templateFiles(const std::string& templatePath);
 
@@ -22,7 +23,13 @@ TemplateFiles templateFiles(const std::string& templatePath);
 // vhost-user virtio-fs device cannot be restored here); *why says why not.
 bool templateUsable(const config::RuntimeConfig& cfg, std::string* why);
 
-// Returns the template's state file, making it first if it does not exist: under an exclusive
+// One line per thing a restore must match: QEMU binary, kernel and initrd/image (path, size,
+// mtime), machine, accelerator, firmware, CPUs, memory, devices, kernel parameters (the
+// configured ones and the agent's). A state made from another fingerprint is remade.
+std::string templateFingerprint(const config::RuntimeConfig& cfg);
+
+// Returns the template's state file, making it first if it does not exist (or was made from
+// another fingerprint): under an exclusive
 // flock on <dir>/lock (a second shim waits, then finds the state) it boots a VM with the
 // configured kernel, initrd and agent parameters, waits for the agent's Check, closes the
 // connection, saves the VM and stops it. Nothing but the state (and the empty dirs) remains.

@@ -675,6 +675,20 @@ TEST_F(TaskServiceTest, EnableTemplateMakesATemplateOnceAndRestoresSandboxesFrom
     d.set_id("t2");
     service_->remove(d);
 
+    // Another guest configuration (here: memory) does not restore the old state: it is remade.
+    configText_ =
+        "[hypervisor.qemu]\nmsize_9p = 8192\ndefault_memory = 300\n"
+        "[factory]\nenable_template = true\ntemplate_path = \"" +
+        tpl + "\"\n";
+    makeService("");
+    service_->create(createReq("t3"));
+    ASSERT_EQ(vm_->specs.size(), 5u);
+    EXPECT_TRUE(vm_->specs[3].templateState.empty());
+    EXPECT_EQ(vm_->specs[4].templateState, tpl + "/state");
+    EXPECT_EQ(vm_->templatesSaved.size(), 2u);
+    d.set_id("t3");
+    service_->remove(d);
+
     destroyTemplate(tpl);
     EXPECT_FALSE(fs::exists(tpl));
 }
