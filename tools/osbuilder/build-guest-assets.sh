@@ -3,7 +3,8 @@
 #                       [--debug-console] [--image] [--compression none|gzip|zstd|xz]
 #
 # Everything a VM needs on the guest side, in one go: resolves the guest kernel (Debian's,
-# fetched into the cache, or the minimal one built by build-kernel.sh), builds the initrd
+# fetched into the cache, or the minimal one built by build-kernel.sh; --kernel, else
+# $KATA_GUEST_KERNEL, else minimal), builds the initrd
 # (and with --image the ext4 rootfs image) around the agent, and writes into DIR:
 #
 #   vmlinux.container           the uncompressed kernel (booted through PVH)
@@ -23,7 +24,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=../packaging/scripts/lib.sh
 source "$here/../packaging/scripts/lib.sh"
 
-agent="" out_dir="" kernel=debian debug=0 image=0 comp=""
+agent="" out_dir="" kernel=${KATA_GUEST_KERNEL:-minimal} debug=0 image=0 comp=""
 while (($#)); do
   case $1 in
     --agent) agent=${2:?--agent needs a PATH}; shift 2 ;;
