@@ -9,6 +9,7 @@ PACKAGES=(
   libtomlplusplus-dev nlohmann-json3-dev libcli11-dev
   libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev
+  lld  # kata-agent's link packs its start-up code (src/agent/service/cmake/startup-order.txt)
   # guest assets
   qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod erofs-utils
   # optional minimal guest kernel (tools/packaging/kernel/build-kernel.sh)
