@@ -76,33 +76,33 @@ void NetlinkSocket::send(NlRequest& req, const std::string& op, const std::strin
     if (n < 0) throwErrno(op, what);
 }
 
-namespace {
+// The largest datagram the kernel sends for a dump (it fills up to a page-sized multiple).
+constexpr size_t kReceiveBufferSize = 65536;
 
 // Receives one datagram of netlink messages; calls fn(nlmsghdr*) for each; stops when fn
 // returns true.
-template <typename Fn>
-bool receive(int fd, uint32_t seq, const std::string& op, const std::string& what, Fn fn) {
-    alignas(nlmsghdr) static thread_local char buf[65536];
+bool NetlinkSocket::receive(uint32_t seq, const std::string& op, const std::string& what,
+                            const std::function<bool(nlmsghdr*)>& fn) {
+    if (!buf_) buf_ = std::make_unique<char[]>(kReceiveBufferSize);
     ssize_t n;
     do {
-        n = ::recv(fd, buf, sizeof buf, 0);
+        n = ::recv(fd_.get(), buf_.get(), kReceiveBufferSize, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) throwErrno(op, what);
     int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buf_.get()); NLMSG_OK(h, len);
+         h = NLMSG_NEXT(h, len)) {
         if (h->nlmsg_seq != seq) continue;  // a late answer to an earlier request
         if (fn(h)) return true;
     }
     return false;
 }
 
-}  // namespace
-
 void NetlinkSocket::request(NlRequest& req, const std::string& op, const std::string& what) {
     req.hdr()->nlmsg_flags |= NLM_F_ACK;
     send(req, op, what);
     uint32_t seq = seq_;
-    while (!receive(fd_.get(), seq, op, what, [&](nlmsghdr* h) {
+    while (!receive(seq, op, what, [&](nlmsghdr* h) {
         if (h->nlmsg_type != NLMSG_ERROR) return false;
         auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));
         if (err->error != 0) throw SystemError(op, what, -err->error);
@@ -116,7 +116,7 @@ std::vector<NlMessage> NetlinkSocket::dump(NlRequest& req, const std::string& wh
     send(req, "netlink dump", what);
     uint32_t seq = seq_;
     std::vector<NlMessage> out;
-    while (!receive(fd_.get(), seq, "netlink dump", what, [&](nlmsghdr* h) {
+    while (!receive(seq, "netlink dump", what, [&](nlmsghdr* h) {
         if (h->nlmsg_type == NLMSG_DONE) return true;
         if (h->nlmsg_type == NLMSG_ERROR) {
             auto* err = static_cast<nlmsgerr*>(NLMSG_DATA(h));

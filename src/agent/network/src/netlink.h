@@ -7,7 +7,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -62,8 +64,13 @@ class NetlinkSocket {
 
   private:
     void send(NlRequest& req, const std::string& op, const std::string& what);
+    bool receive(uint32_t seq, const std::string& op, const std::string& what,
+                 const std::function<bool(nlmsghdr*)>& fn);
     UniqueFd fd_;
     uint32_t seq_ = 0;
+    // One datagram of answers; allocated with the socket (a static thread_local buffer would be
+    // 64 KiB resident in every thread of the agent).
+    std::unique_ptr<char[]> buf_;
 };
 
 }  // namespace kata::agent::net::detail
