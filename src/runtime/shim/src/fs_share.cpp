@@ -20,52 +20,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct FlagDef {
-    bool clear;
-    unsigned long flag;
-};
-
-const std::map<std::string, FlagDef>& flagTable() {
-    static const std::map<std::string, FlagDef> t = {
-        {"async", {true, MS_SYNCHRONOUS}},
-        {"atime", {true, MS_NOATIME}},
-        {"bind", {false, MS_BIND}},
-        {"defaults", {false, 0}},
-        {"dev", {true, MS_NODEV}},
-        {"diratime", {true, MS_NODIRATIME}},
-        {"dirsync", {false, MS_DIRSYNC}},
-        {"exec", {true, MS_NOEXEC}},
-        {"mand", {false, MS_MANDLOCK}},
-        {"noatime", {false, MS_NOATIME}},
-        {"nodev", {false, MS_NODEV}},
-        {"nodiratime", {false, MS_NODIRATIME}},
-        {"noexec", {false, MS_NOEXEC}},
-        {"nomand", {true, MS_MANDLOCK}},
-        {"norelatime", {true, MS_RELATIME}},
-        {"nostrictatime", {true, MS_STRICTATIME}},
-        {"nosuid", {false, MS_NOSUID}},
-        {"rbind", {false, MS_BIND | MS_REC}},
-        {"relatime", {false, MS_RELATIME}},
-        {"remount", {false, MS_REMOUNT}},
-        {"ro", {false, MS_RDONLY}},
-        {"rw", {true, MS_RDONLY}},
-        {"strictatime", {false, MS_STRICTATIME}},
-        {"suid", {true, MS_NOSUID}},
-        {"sync", {false, MS_SYNCHRONOUS}},
-    };
-    return t;
-}
-
-const std::map<std::string, unsigned long>& propagationTable() {
-    static const std::map<std::string, unsigned long> t = {
-        {"private", MS_PRIVATE},       {"rprivate", MS_PRIVATE | MS_REC},
-        {"shared", MS_SHARED},         {"rshared", MS_SHARED | MS_REC},
-        {"slave", MS_SLAVE},           {"rslave", MS_SLAVE | MS_REC},
-        {"unbindable", MS_UNBINDABLE}, {"runbindable", MS_UNBINDABLE | MS_REC},
-    };
-    return t;
-}
-
 void mkdirs(const std::string& dir) {
     std::error_code ec;
     fs::create_directories(dir, ec);
@@ -96,11 +50,11 @@ std::string unescapeMountinfo(const std::string& s) {
 }
 
 void doMount(const std::string& type, const std::string& source, const std::string& target,
-             const ParsedMountOptions& o) {
-    const bool bind = (o.flags & MS_BIND) != 0;
+             const MountOptions& o) {
+    const bool bind = o.bind;
     const char* data = o.data.empty() ? nullptr : o.data.c_str();
     // A bind mount ignores MS_RDONLY (and the other per-mount flags) until a remount.
-    unsigned long first = bind ? (o.flags & (MS_BIND | MS_REC)) : o.flags;
+    unsigned long first = bind ? (MS_BIND | (o.recursive ? MS_REC : 0)) : o.flags;
     if (::mount(source.c_str(), target.c_str(), type.empty() || bind ? nullptr : type.c_str(),
                 first, data) != 0) {
         throw SystemError("mount " + (bind ? std::string("bind") : type) + " \"" + source + "\" on",
@@ -125,26 +79,6 @@ void doMount(const std::string& type, const std::string& source, const std::stri
 }
 
 }  // namespace
-
-ParsedMountOptions parseMountOptions(const std::vector<std::string>& options) {
-    ParsedMountOptions p;
-    for (const std::string& o : options) {
-        if (auto it = flagTable().find(o); it != flagTable().end()) {
-            if (it->second.clear)
-                p.flags &= ~it->second.flag;
-            else
-                p.flags |= it->second.flag;
-            continue;
-        }
-        if (auto it = propagationTable().find(o); it != propagationTable().end()) {
-            p.propagation |= it->second;
-            continue;
-        }
-        if (!p.data.empty()) p.data += ',';
-        p.data += o;
-    }
-    return p;
-}
 
 MountSet::~MountSet() { unmountAll(); }
 MountSet::MountSet(MountSet&& o) noexcept : points_(std::move(o.points_)) { o.points_.clear(); }
@@ -181,7 +115,7 @@ MountSet mountRootfs(const std::vector<containerd::types::Mount>& mounts, const 
     }
     for (const auto& m : mounts) {
         std::vector<std::string> opts(m.options().begin(), m.options().end());
-        ParsedMountOptions o = parseMountOptions(opts);
+        MountOptions o = parseMountOptions(opts);
         doMount(m.type(), m.source(), target, o);
         set.add(target);
     }
@@ -199,8 +133,9 @@ void bindMount(const std::string& source, const std::string& target, bool readon
         if (fd < 0) throwErrno("create bind mount target", target);
         ::close(fd);
     }
-    ParsedMountOptions o;
-    o.flags = MS_BIND | MS_REC | (readonly ? MS_RDONLY : 0);
+    MountOptions o;
+    o.bind = o.recursive = true;
+    o.flags = readonly ? MS_RDONLY : 0;
     o.propagation = MS_PRIVATE;
     doMount("", source, target, o);
     set.add(target);

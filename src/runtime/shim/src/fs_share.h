@@ -6,17 +6,9 @@
 #include <vector>
 
 #include "containerd/types/mount.pb.h"
+#include "kata/common/mount_options.h"
 
 namespace kata::shim {
-
-// mount(2) flags and the data string for a containerd/OCI option list ("ro", "rbind", "nosuid",
-// "lowerdir=..." ...). Unknown options go to data, in order.
-struct ParsedMountOptions {
-    unsigned long flags = 0;
-    unsigned long propagation = 0;  // MS_PRIVATE/MS_SLAVE/... applied after the mount
-    std::string data;
-};
-ParsedMountOptions parseMountOptions(const std::vector<std::string>& options);
 
 // Mount points made, unmounted in reverse order (MNT_DETACH) when the owner goes away unless
 // released; the directories the set created are removed too.
