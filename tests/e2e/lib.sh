@@ -129,6 +129,13 @@ e2e_teardown() {
     wait "$E2E_CONTAINERD_PID" 2>/dev/null
   fi
   E2E_CONTAINERD_PID=""
+  # runc (the baseline in bench/ctr) puts containers under /<namespace>/<id> in every cgroup
+  # hierarchy and leaves the empty /<namespace> parents behind.
+  if [ -n "${E2E_NAMESPACE:-}" ]; then
+    for cg in /sys/fs/cgroup/"$E2E_NAMESPACE" /sys/fs/cgroup/*/"$E2E_NAMESPACE"; do
+      [ -d "$cg" ] && rmdir "$cg" 2>/dev/null
+    done
+  fi
   if [ -n "${E2E_DIR:-}" ]; then
     awk -v d="$E2E_DIR" '$5 == d || index($5, d "/") == 1 { print $5 }' /proc/self/mountinfo |
       sort -r | while read -r mp; do umount -l "$mp" 2>/dev/null; done
