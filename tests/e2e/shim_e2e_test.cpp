@@ -54,7 +54,7 @@ struct World {
     std::string skip;  // non-empty: why the tests cannot run here
     std::string tmp, bin, sock, ns = "kata-e2e", image = "docker.io/kata-e2e/busybox:latest";
     std::string userImage = "docker.io/kata-e2e/busybox:user";  // config.user 1000:1000
-    std::string kernel, initrd, guestRelease, config, badConfig, agentDebugConfig;
+    std::string kernel, kernelDir, initrd, guestRelease, config, badConfig, agentDebugConfig;
     pid_t containerd = -1;
 
     std::string ctr(const std::string& args) const {
@@ -78,19 +78,20 @@ std::string findAgent() {
 }
 
 void writeKataConfig(const std::string& path, const std::string& kernel, const std::string& initrd,
-                     const std::string& agentExtra = "") {
+                     const std::string& agentExtra = "", int dialTimeoutSec = 60,
+                     const std::string& memoryMiB = "512") {
     std::ofstream(path) << "[hypervisor.qemu]\n"
                         << "path = \"/usr/bin/qemu-system-x86_64\"\n"
                         << "kernel = \"" << kernel << "\"\n"
                         << "initrd = \"" << initrd << "\"\n"
                         << "machine_type = \"q35\"\n"
                         << "accelerator = \"auto\"\n"
-                        << "default_memory = 512\n"
+                        << "default_memory = " << memoryMiB << "\n"
                         << "shared_fs = \"virtio-9p\"\n"
                         << "msize_9p = 262144\n"
                         << "disable_nesting_checks = true\n"
                         << "[agent.kata]\n"
-                        << "dial_timeout = 60\n"
+                        << "dial_timeout = " << dialTimeoutSec << "\n"
                         << agentExtra << "[runtime]\n"
                         << "enable_debug = true\n";
 }
@@ -146,6 +147,7 @@ class E2eEnvironment : public ::testing::Environment {
             if (k == "kernel") w.kernel = v;
             if (k == "initrd") w.initrd = v;
             if (k == "release") w.guestRelease = v;
+            if (k == "kernel_dir") w.kernelDir = v;
         }
         if (w.kernel.empty() || w.initrd.empty() || w.guestRelease.empty()) {
             w.skip = "build-guest-assets.sh printed no kernel/initrd/release: " + a.out;
@@ -280,10 +282,17 @@ class ShimE2e : public ::testing::Test {
             if (fs::exists("/run/vc/vm/" + id)) leftover += " /run/vc/vm/" + id + ";";
             if (fs::exists("/run/kata-containers/shared/sandboxes/" + id))
                 leftover += " share dir;";
+            if (fs::exists(shimSocket(id))) leftover += " shim socket " + shimSocket(id) + ";";
             if (leftover.empty()) return;
             std::this_thread::sleep_for(std::chrono::milliseconds(200));
         }
         ADD_FAILURE() << "left behind by " << id << ":" << leftover;
+    }
+    // containerd-shim-kata-v2 start listens at /run/containerd/s/<sha256 of address/ns/id>.
+    std::string shimSocket(const std::string& id) const {
+        return "/run/containerd/s/" + trim(sh("printf %s " + w().sock + "/" + w().ns + "/" + id +
+                                              " | sha256sum | cut -d\" \" -f1")
+                                               .out);
     }
     std::vector<std::string> ids_;
 };
@@ -323,6 +332,8 @@ TEST_F(ShimE2e, ExecPauseResumeKill) {
     std::string c = id("life");
     Result r = sh(w().run("-d " + w().image + " " + c + " sleep 1000") + " </dev/null");
     ASSERT_EQ(r.status, 0) << r.out;
+    // The socket expectNothingLeft looks for is the one this shim serves.
+    EXPECT_TRUE(fs::exists(shimSocket(c))) << shimSocket(c);
 
     r = sh(w().ctr("task exec --exec-id e1 " + c + " sh -c \"echo exec-ok; exit 5\"") +
            " </dev/null");
@@ -586,4 +597,82 @@ TEST_F(ShimE2e, TemplatedSandboxesRestoreFromTheFactoryTemplate) {
 
     // The template stays for later sandboxes; the test removes its own.
     sh("rm -rf " + tpl);
+}
+
+// Runs `ctr run --rm` with the given configuration and returns what ctr printed and how long it
+// took, the container removed whatever happened.
+struct TimedRun {
+    Result r;
+    double secs = 0;
+};
+
+namespace {
+TimedRun runWithConfig(const World& w, const std::string& config, const std::string& c,
+                       const std::string& cmd) {
+    auto t0 = std::chrono::steady_clock::now();
+    TimedRun t;
+    t.r = sh(w.ctr("run --runtime io.containerd.kata.v2 --runtime-config-path " + config +
+                   " --rm " + w.image + " " + c + " " + cmd) +
+             " </dev/null");
+    t.secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    sh(w.ctr("container delete " + c) + " >/dev/null 2>&1");
+    return t;
+}
+}  // namespace
+
+TEST_F(ShimE2e, GuestWithoutAgentFailsAfterTheDialTimeoutAndLeavesNothing) {
+    if (w().kernelDir.empty()) GTEST_SKIP() << "build-guest-assets.sh printed no kernel_dir";
+    // An initrd that boots the same kernel but whose /init never starts an agent: it says so on
+    // the console and sleeps.
+    const std::string dir = w().tmp + "/no-agent";
+    fs::create_directories(dir);
+    std::ofstream(dir + "/init") << "#!/bin/sh\n"
+                                 << "export PATH=/bin:/sbin:/usr/bin:/usr/sbin\n"
+                                 << "mount -t proc proc /proc\n"
+                                 << "echo NO-AGENT-HERE: init is up, no agent will answer\n"
+                                 << "while :; do sleep 3600; done\n";
+    fs::permissions(dir + "/init", fs::perms::owner_all | fs::perms::group_read |
+                                       fs::perms::group_exec | fs::perms::others_read |
+                                       fs::perms::others_exec);
+    Result b = sh(std::string(KATA_E2E_REPO) + "/tools/osbuilder/osbuilder.sh initrd --agent " +
+                      dir + "/init --kernel-dir " + w().kernelDir + " --out " + dir +
+                      "/initrd.img --debug-console",
+                  300);
+    ASSERT_EQ(b.status, 0) << b.out;
+    const std::string cfg = dir + "/configuration.toml";
+    writeKataConfig(cfg, w().kernel, dir + "/initrd.img", "", 5);
+
+    std::string c = id("noagent");
+    TimedRun t = runWithConfig(w(), cfg, c, "true");
+    EXPECT_NE(t.r.status, 0) << t.r.out;
+    EXPECT_NE(t.r.status, 124) << "ctr run hung: " << t.r.out;
+    // Boot (a few seconds under TCG) + 5 s dial timeout + containerd's own steps, with margin.
+    EXPECT_LT(t.secs, 30) << t.r.out;
+    // ctr prints the shim's error: the agent's address, the timeout, the guest's console.
+    EXPECT_NE(t.r.out.find("agent"), std::string::npos) << t.r.out;
+    EXPECT_NE(t.r.out.find("/run/vc/vm/" + c + "/"), std::string::npos) << t.r.out;
+    EXPECT_NE(t.r.out.find("within 5 s"), std::string::npos) << t.r.out;
+    EXPECT_NE(t.r.out.find("NO-AGENT-HERE"), std::string::npos) << t.r.out;
+    std::cout << "ctr run failed after " << t.secs << " s:\n" << t.r.out << "\n";
+    expectNothingLeft(c);
+}
+
+TEST_F(ShimE2e, InvalidMemorySizeFailsFastNamingTheKeyAndLeavesNothing) {
+    long hostMiB = ::sysconf(_SC_PHYS_PAGES) / (1024 * 1024 / ::sysconf(_SC_PAGESIZE));
+    ASSERT_GT(hostMiB, 0);
+    const std::string tooBig = std::to_string(hostMiB * 4);
+    for (const std::string& mem : {std::string("0"), tooBig}) {
+        SCOPED_TRACE("default_memory = " + mem);
+        const std::string cfg = w().tmp + "/configuration-memory-" + mem + ".toml";
+        writeKataConfig(cfg, w().kernel, w().initrd, "", 60, mem);
+        std::string c = id("mem" + mem);
+        TimedRun t = runWithConfig(w(), cfg, c, "true");
+        EXPECT_NE(t.r.status, 0) << t.r.out;
+        // Refused before any VM boots.
+        EXPECT_LT(t.secs, 10) << t.r.out;
+        EXPECT_NE(t.r.out.find("default_memory"), std::string::npos) << t.r.out;
+        EXPECT_NE(t.r.out.find(mem), std::string::npos) << t.r.out;
+        std::cout << "default_memory = " << mem << ": " << t.r.out << "\n";
+        expectNothingLeft(c);
+    }
 }

@@ -276,9 +276,13 @@ std::shared_ptr<AgentClient> connectAgent(const std::string& address,
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
+    // dial_timeout is configured in seconds; say it the way the user wrote it.
+    const auto ms = dialTimeout.count();
+    const std::string within =
+        ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
     throw Error(StatusCode::kDeadlineExceeded,
-                "connect to agent at " + address + ": not ready within " +
-                    std::to_string(dialTimeout.count() / 1000) + "s" +
+                "agent did not answer on " + address + " within " + within +
+                    " ([agent.kata] dial_timeout)" +
                     (lastError.empty() ? "" : " (last error: " + lastError + ")"));
 }
 
