@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "cgroup.h"
+#include "device_filter.h"
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
 #include "kata/common/log.h"
@@ -142,10 +143,7 @@ class CgroupV2 : public Cgroup {
         }
         for (const auto& h : r.hugepagelimits())
             set("hugetlb." + h.pagesize() + ".max", std::to_string(h.limit()));
-        if (r.devices_size() > 0 && initial)
-            log::Logger("jail")
-                .with("cgroup", dir_)
-                .warn("device cgroup rules are not enforced on cgroup v2 (no BPF device program)");
+        if (r.devices_size() > 0) applyDevices(r, initial);
     }
 
     void freeze() override { setFrozen(true); }
@@ -207,6 +205,7 @@ class CgroupV2 : public Cgroup {
     }
 
     void destroy() override {
+        devices_.reset();
         if (created_.empty() && !pathExists(dir_)) return;
         try {
             thaw();
@@ -223,6 +222,24 @@ class CgroupV2 : public Cgroup {
     }
 
   private:
+    // v2 has no devices.allow: the rules become a BPF program on the cgroup, replaced on update.
+    void applyDevices(const grpc::LinuxResources& r, bool initial) {
+        auto program = deviceFilterProgram(deviceRules(r));
+        if (!devices_) devices_ = std::make_unique<DeviceFilter>(dir_);
+        try {
+            devices_->replace(program);
+        } catch (const SystemError& e) {
+            if (!isBpfUnsupported(e.err())) throw;
+            if (initial)
+                log::Logger("jail")
+                    .with("cgroup", dir_)
+                    .with("error", e.what())
+                    .warn(
+                        "device cgroup rules are not enforced on cgroup v2: the kernel has no "
+                        "BPF_PROG_TYPE_CGROUP_DEVICE (CONFIG_CGROUP_BPF, CONFIG_BPF_SYSCALL)");
+        }
+    }
+
     void makeDirs() {
         std::string cur = mount_;
         std::string rel = dir_.substr(mount_.size());
@@ -275,6 +292,7 @@ class CgroupV2 : public Cgroup {
 
     std::string mount_, path_, dir_;
     std::vector<std::string> created_;
+    std::unique_ptr<DeviceFilter> devices_;
 };
 }  // namespace
 
