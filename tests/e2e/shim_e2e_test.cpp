@@ -1,9 +1,14 @@
 // containerd-shim-kata-v2 end to end: ctr -> a private containerd 1.6 -> our shim -> QEMU ->
 // kata-agent in our initrd. What a user sees: the guest's kernel, exit codes, env/cwd/user,
-// stdin, exec, kill, pause/resume, a clear error for a bad kernel path, and nothing left over.
+// stdin, exec, kill, pause/resume, an interactive terminal (typed into a pty, resized), clear
+// errors for a bad kernel path, a guest whose agent never answers (dial timeout) and an invalid
+// memory size, and nothing left over (QEMU, state and run dirs, share mounts, shim socket).
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -675,4 +680,112 @@ TEST_F(ShimE2e, InvalidMemorySizeFailsFastNamingTheKeyAndLeavesNothing) {
         std::cout << "default_memory = " << mem << ": " << t.r.out << "\n";
         expectNothingLeft(c);
     }
+}
+
+namespace {
+// The controlling side of a pty whose other side is `ctr run -t`: what a user at a terminal
+// does, typed and read the way expect(1) does it.
+class PtySession {
+  public:
+    PtySession(const std::vector<std::string>& argv, unsigned short rows, unsigned short cols) {
+        winsize ws{};
+        ws.ws_row = rows;
+        ws.ws_col = cols;
+        pid_ = ::forkpty(&master_, nullptr, nullptr, &ws);
+        if (pid_ == 0) {
+            std::vector<char*> args;
+            for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+            args.push_back(nullptr);
+            ::execvp(args[0], args.data());
+            _exit(127);
+        }
+    }
+    ~PtySession() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        if (master_ >= 0) ::close(master_);
+    }
+    bool started() const { return pid_ > 0 && master_ >= 0; }
+    void type(const std::string& s) {
+        for (size_t off = 0; off < s.size();) {
+            ssize_t n = ::write(master_, s.data() + off, s.size() - off);
+            if (n <= 0) return;
+            off += static_cast<size_t>(n);
+        }
+    }
+    void resize(unsigned short rows, unsigned short cols) {
+        winsize ws{};
+        ws.ws_row = rows;
+        ws.ws_col = cols;
+        ::ioctl(master_, TIOCSWINSZ, &ws);  // the kernel sends ctr SIGWINCH
+    }
+    // Reads until `what` appears in the output after `from`; true when it did in time.
+    bool expect(const std::string& what, std::chrono::milliseconds timeout, size_t from = 0) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (out_.find(what, from) == std::string::npos) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                deadline - std::chrono::steady_clock::now());
+            if (left.count() <= 0) return false;
+            pollfd p{master_, POLLIN, 0};
+            if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+            char buf[4096];
+            ssize_t n = ::read(master_, buf, sizeof buf);
+            if (n <= 0) return false;  // EIO: ctr is gone
+            out_.append(buf, static_cast<size_t>(n));
+        }
+        return true;
+    }
+    // Exit status of ctr, or -1 when it did not exit in time.
+    int wait(std::chrono::milliseconds timeout) {
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (std::chrono::steady_clock::now() < deadline) {
+            int st = 0;
+            if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+                pid_ = -1;
+                return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            }
+            char buf[4096];
+            pollfd p{master_, POLLIN, 0};
+            if (::poll(&p, 1, 100) > 0 && ::read(master_, buf, sizeof buf) > 0) continue;
+        }
+        return -1;
+    }
+    const std::string& output() const { return out_; }
+
+  private:
+    pid_t pid_ = -1;
+    int master_ = -1;
+    std::string out_;
+};
+}  // namespace
+
+TEST_F(ShimE2e, InteractiveTerminalTypesResizesAndExits) {
+    std::string c = id("pty");
+    PtySession s({"ctr", "--address", w().sock, "--namespace", w().ns, "run", "--runtime",
+                  "io.containerd.kata.v2", "--runtime-config-path", w().config, "-t", "--rm",
+                  w().image, c, "sh"},
+                 33, 77);
+    ASSERT_TRUE(s.started());
+    using std::chrono::seconds;
+    // busybox sh prompts as root with "# " once the VM and the container are up.
+    ASSERT_TRUE(s.expect("# ", seconds(120))) << s.output();
+    // The arithmetic is done by the guest's shell: the echoed input line does not contain 42.
+    s.type("stty size; echo RESULT-$((6*7))\r");
+    ASSERT_TRUE(s.expect("RESULT-42", seconds(30))) << s.output();
+    EXPECT_NE(s.output().find("33 77"), std::string::npos) << s.output();
+
+    // A resize of the user's terminal reaches the container's pty (SIGWINCH -> ResizePty).
+    s.resize(40, 100);
+    bool resized = false;
+    for (int i = 0; i < 20 && !resized; ++i) {
+        size_t from = s.output().size();
+        s.type("stty size\r");
+        resized = s.expect("40 100", std::chrono::milliseconds(500), from);
+    }
+    EXPECT_TRUE(resized) << s.output();
+
+    s.type("exit 7\r");
+    EXPECT_EQ(s.wait(seconds(30)), 7) << s.output();
 }
