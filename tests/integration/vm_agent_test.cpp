@@ -15,6 +15,7 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include <google/protobuf/empty.pb.h>
 #include "agent/agent.pb.h"
@@ -44,7 +45,9 @@ std::string hostRelease() {
 }
 
 // The OCI spec the guest runs: busybox from the 9p share, fresh namespaces, no host bits.
-std::string containerSpecJson(const std::string& cid, const std::string& cmd) {
+// linuxExtra: more members of "linux" (resources, devices), each ending in a comma.
+std::string containerSpecJson(const std::string& cid, const std::string& cmd,
+                              const std::string& linuxExtra = "") {
     return R"({
   "ociVersion": "1.0.2",
   "process": {"terminal": false, "user": {"uid": 0, "gid": 0},
@@ -63,7 +66,9 @@ std::string containerSpecJson(const std::string& cid, const std::string& cmd) {
     {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid","strictatime","mode=755","size=65536k"]},
     {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid","noexec","nodev","ro"]}
   ],
-  "linux": {"namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
+  "linux": {)" +
+           linuxExtra +
+           R"("namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/kcore"], "readonlyPaths": ["/proc/sys"]}
 })";
 }
@@ -138,6 +143,65 @@ class VmAgentTest : public ::testing::Test {
                 }
             }
         }
+    }
+
+    void createSandbox() {
+        grpc::CreateSandboxRequest sb;
+        sb.set_hostname("sandbox");
+        sb.set_sandbox_id(sandboxId_);
+        auto* st = sb.add_storages();
+        st->set_driver("9p");
+        st->set_source("kataShared");
+        st->set_fstype("9p");
+        st->set_mount_point(kGuestShare);
+        for (auto o : {"trans=virtio", "version=9p2000.L", "msize=8192", "nodev", "cache=mmap"}) {
+            st->add_options(o);
+        }
+        agent("CreateSandbox", sb);
+    }
+
+    // Runs a container to its end; returns (exit status, stdout).
+    std::pair<int, std::string> runToEnd(const std::string& cid, const std::string& cmd,
+                                         const std::string& linuxExtra) {
+        if (!fs::exists(sharedDir_ + "/" + cid + "/rootfs")) {
+            fs::create_directories(sharedDir_ + "/" + cid);
+            std::string mk = envOr("KATA_TEST_BUSYBOX_ROOTFS", "") + " " + sharedDir_ + "/" + cid +
+                             "/rootfs >/dev/null 2>&1";
+            EXPECT_EQ(std::system(mk.c_str()), 0) << mk;
+        }
+        grpc::CreateContainerRequest cc;
+        cc.set_container_id(cid);
+        cc.set_exec_id(cid);
+        *cc.mutable_oci() = kata::oci::specFromJson(containerSpecJson(cid, cmd, linuxExtra));
+        agent("CreateContainer", cc);
+        grpc::StartContainerRequest sc;
+        sc.set_container_id(cid);
+        agent("StartContainer", sc);
+        std::string out;
+        for (;;) {
+            grpc::ReadStreamRequest rs;
+            rs.set_container_id(cid);
+            rs.set_exec_id(cid);
+            rs.set_len(4096);
+            try {
+                out += agent<grpc::ReadStreamRequest, grpc::ReadStreamResponse>("ReadStdout", rs)
+                           .data();
+            } catch (const kata::Error&) {
+                break;
+            }
+        }
+        grpc::WaitProcessRequest wp;
+        wp.set_container_id(cid);
+        wp.set_exec_id(cid);
+        auto status =
+            agent<grpc::WaitProcessRequest, grpc::WaitProcessResponse>("WaitProcess", wp, 120s);
+        return {status.status(), out};
+    }
+
+    void removeContainer(const std::string& cid) {
+        grpc::RemoveContainerRequest rc;
+        rc.set_container_id(cid);
+        agent("RemoveContainer", rc);
     }
 
     template <class Req, class Resp = google::protobuf::Empty>
@@ -219,6 +283,69 @@ TEST_F(VmAgentTest, RunsContainerFromNinePShareAndShutsDownClean) {
     agent("RemoveContainer", rc);
     agent("DestroySandbox", grpc::DestroySandboxRequest());
     std::cerr << "guest kernel " << release << ", host kernel " << hostRelease() << "\n";
+}
+
+// One VM for every cgroup v2 check: the agent mounts only the unified hierarchy in the guest.
+TEST_F(VmAgentTest, CgroupV2LimitsMemoryPidsAndDevicesInTheGuest) {
+    ASSERT_NO_FATAL_FAILURE(bootVm());
+    createSandbox();
+
+    // (a) 32 MiB memory limit; dd (the init) fills a 64 MiB buffer and is OOM-killed.
+    {
+        SCOPED_TRACE("memory limit and OOM event");
+        auto [status, out] =
+            runToEnd("oom", "echo started; exec dd if=/dev/zero of=/dev/null bs=67108864 count=1",
+                     R"("resources": {"memory": {"limit": 33554432}},)");
+        EXPECT_EQ(status, 137) << out;
+        EXPECT_NE(out.find("started"), std::string::npos) << out;
+        auto oom = agent<grpc::GetOOMEventRequest, grpc::OOMEvent>("GetOOMEvent",
+                                                                   grpc::GetOOMEventRequest(), 20s);
+        EXPECT_EQ(oom.container_id(), "oom");
+        removeContainer("oom");
+    }
+
+    // (b) deny every device, allow /dev/null; /dev/mem (c 1:1) is created by linux.devices (its
+    // rule grants mknod only, "m": the node is made inside the cgroup) but cannot be opened.
+    // /dev/zero stays usable: like runc, the default devices (null, zero, full, random, urandom,
+    // tty, console, ptmx, pts) are appended after the spec's rules.
+    {
+        SCOPED_TRACE("device rules (BPF device program)");
+        auto [status, out] =
+            runToEnd("devs",
+                     "exec 2>&1; echo x > /dev/null && echo null-ok; ls -l /dev/mem; "
+                     "head -c 1 /dev/mem > /dev/null || echo mem-denied; "
+                     "head -c 1 /dev/zero > /dev/null && echo zero-ok; exit 0",
+                     R"("resources": {"devices": [{"allow": false, "access": "rwm"},
+                                         {"allow": true, "type": "c", "major": 1, "minor": 3,
+                                          "access": "rwm"},
+                                         {"allow": true, "type": "c", "major": 1, "minor": 1,
+                                          "access": "m"}]},
+               "devices": [{"path": "/dev/mem", "type": "c", "major": 1, "minor": 1,
+                            "fileMode": 432, "uid": 0, "gid": 0}],)");
+        EXPECT_EQ(status, 0) << out;
+        EXPECT_NE(out.find("null-ok"), std::string::npos) << out;
+        EXPECT_NE(out.find("/dev/mem: Operation not permitted"), std::string::npos) << out;
+        EXPECT_NE(out.find("mem-denied"), std::string::npos) << out;
+        EXPECT_NE(out.find("zero-ok"), std::string::npos) << "default /dev/zero unusable: " << out;
+        removeContainer("devs");
+    }
+
+    // (c) pids.max 4: the shell and three children fit, the fourth fork fails.
+    {
+        SCOPED_TRACE("pids limit");
+        auto [status, out] =
+            runToEnd("pids",
+                     "sleep 1; sleep 9 & echo f1; sleep 9 & echo f2; sleep 9 & echo f3; "
+                     "sleep 9 & echo f4; echo all-forked",
+                     R"("resources": {"pids": {"limit": 4}},)");
+        EXPECT_NE(status, 0) << out;
+        EXPECT_NE(out.find("f3"), std::string::npos) << out;
+        EXPECT_EQ(out.find("f4"), std::string::npos) << out;
+        EXPECT_EQ(out.find("all-forked"), std::string::npos) << out;
+        removeContainer("pids");
+    }
+
+    agent("DestroySandbox", grpc::DestroySandboxRequest());
 }
 
 TEST_F(VmAgentTest, MissingKernelFailsNamingThePathAndLeavesNothing) {
