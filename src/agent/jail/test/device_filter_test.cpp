@@ -14,7 +14,9 @@
 #include <filesystem>
 #include <string>
 
+#include "cgroup.h"
 #include "kata/common/error.h"
+#include "kata/jail/reaper.h"
 
 namespace kata::jail {
 namespace {
@@ -114,6 +116,8 @@ class HostV2Cgroup : public ::testing::Test {
         nodes_ = tmpl;
         ASSERT_EQ(mknod((nodes_ + "/null").c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
         ASSERT_EQ(mknod((nodes_ + "/zero").c_str(), S_IFCHR | 0666, makedev(1, 5)), 0);
+        ASSERT_EQ(mknod((nodes_ + "/kmsg").c_str(), S_IFCHR | 0644, makedev(1, 11)), 0);
+        Reaper::instance().start();
     }
     void TearDown() override {
         if (!nodes_.empty()) fs::remove_all(nodes_);
@@ -121,18 +125,21 @@ class HostV2Cgroup : public ::testing::Test {
     }
 
     // Forks a child into the cgroup; it opens path read-write and exits with the errno (0: ok).
-    int openInCgroup(const std::string& path) {
-        std::string procs = dir_ + "/cgroup.procs";
+    int openInCgroup(const std::string& path, std::string procs = "", int flags = O_RDWR) {
+        if (procs.empty()) procs = dir_ + "/cgroup.procs";
         pid_t pid = fork();
         if (pid == 0) {
             int fd = open(procs.c_str(), O_WRONLY);
             if (fd < 0 || write(fd, "0", 1) != 1) _exit(200);
             close(fd);
-            fd = open(path.c_str(), O_RDWR);
+            fd = open(path.c_str(), flags);
             _exit(fd < 0 ? errno : 0);
         }
-        int status = 0;
-        waitpid(pid, &status, 0);
+        return exitCode(pid);
+    }
+
+    static int exitCode(pid_t pid) {
+        int status = Reaper::instance().waitFor(pid);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
     }
 
@@ -165,15 +172,53 @@ TEST_F(HostV2Cgroup, AttachedProgramDeniesAndAllowsAndIsReplacedAndDetached) {
             close(fd);
             _exit(open(zero.c_str(), O_RDONLY) < 0 ? errno : 0);
         }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+        return exitCode(pid);
     }();
     EXPECT_EQ(fdErr, 0) << "read-only open of /dev/zero denied after the update";
 
     filter.detach();
     EXPECT_FALSE(filter.attached());
     EXPECT_EQ(openInCgroup(nodes_ + "/zero"), 0) << "still filtered after detach";
+}
+
+// The v2 backend applies the spec's rules (defaults appended), replaces them on update and
+// drops them with the cgroup.
+TEST_F(HostV2Cgroup, BackendAppliesSpecRulesAndUpdatesThem) {
+    std::string root = dir_.substr(0, dir_.rfind('/'));
+    auto cg = makeCgroupV2(root, dir_.substr(root.size()) + "/c");
+    struct Cleanup {
+        Cgroup* cg;
+        ~Cleanup() { cg->destroy(); }
+    } cleanup{cg.get()};
+    std::string procs = cg->procsFiles().at(0);
+
+    grpc::LinuxResources r;
+    auto* all = r.add_devices();
+    all->set_allow(false);
+    all->set_major(-1);
+    all->set_minor(-1);
+    all->set_access("rwm");
+    try {
+        cg->apply(r, true);
+    } catch (const SystemError& e) {
+        if (e.err() == EPERM)
+            GTEST_SKIP() << "host kernel refuses a cgroup device program: " << e.what();
+        throw;
+    }
+    EXPECT_EQ(openInCgroup(nodes_ + "/null", procs), 0) << "default device denied";
+    EXPECT_EQ(openInCgroup(nodes_ + "/kmsg", procs, O_RDONLY), EPERM);
+
+    auto* kmsg = r.add_devices();
+    kmsg->set_allow(true);
+    kmsg->set_type("c");
+    kmsg->set_major(1);
+    kmsg->set_minor(11);
+    kmsg->set_access("r");
+    cg->apply(r, false);
+    EXPECT_EQ(openInCgroup(nodes_ + "/kmsg", procs, O_RDONLY), 0) << "update not applied";
+    EXPECT_EQ(openInCgroup(nodes_ + "/kmsg", procs, O_WRONLY), EPERM);
+    cg->destroy();
+    EXPECT_FALSE(fs::exists(dir_ + "/c"));
 }
 
 }  // namespace
