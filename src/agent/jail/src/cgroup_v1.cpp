@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "cgroup.h"
+#include "device_filter.h"
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
 #include "kata/common/log.h"
@@ -34,19 +35,6 @@ struct Hierarchy {
 const std::set<std::string> kKnownControllers = {
     "cpu",   "cpuacct", "cpuset",  "memory",   "pids",       "devices", "freezer",
     "blkio", "hugetlb", "net_cls", "net_prio", "perf_event", "rdma",    "misc"};
-
-std::string deviceRule(const grpc::LinuxDeviceCgroup& d) {
-    std::string type = d.type().empty() ? "a" : d.type();
-    if (type == "a") return "a";
-    auto num = [](int64_t v) { return v < 0 ? std::string("*") : std::to_string(v); };
-    return type + " " + num(d.major()) + ":" + num(d.minor()) + " " +
-           (d.access().empty() ? "rwm" : d.access());
-}
-
-// Devices every container gets, whatever the spec's device rules say (runc does the same).
-const char* const kDefaultAllowedDevices[] = {"c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm",
-                                              "c 1:8 rwm", "c 1:9 rwm", "c 5:0 rwm",
-                                              "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"};
 
 class OomWatcherV1 : public OomWatcher {
   public:
@@ -189,9 +177,8 @@ class CgroupV1 : public Cgroup {
                     p.name() + " " + std::to_string(p.priority()));
         }
         if (r.devices_size() > 0 && find("devices")) {
-            for (const auto& d : r.devices())
-                set("devices", d.allow() ? "devices.allow" : "devices.deny", deviceRule(d));
-            for (const char* rule : kDefaultAllowedDevices) set("devices", "devices.allow", rule);
+            for (const DeviceRule& d : deviceRules(r))
+                set("devices", d.allow ? "devices.allow" : "devices.deny", cgroupV1DeviceRule(d));
         }
     }
 

@@ -73,6 +73,13 @@ std::vector<DeviceRule> deviceRules(const grpc::LinuxResources& r) {
     return rules;
 }
 
+std::string cgroupV1DeviceRule(const DeviceRule& rule) {
+    if (rule.type == 'a') return "a";
+    auto num = [](int64_t v) { return v < 0 ? std::string("*") : std::to_string(v); };
+    return std::string(1, rule.type) + " " + num(rule.major) + ":" + num(rule.minor) + " " +
+           rule.access;
+}
+
 std::vector<bpf_insn> deviceFilterProgram(const std::vector<DeviceRule>& rules) {
     // r1 = struct bpf_cgroup_dev_ctx *; r2 = type, r3 = access, r4 = major, r5 = minor.
     std::vector<bpf_insn> p = {

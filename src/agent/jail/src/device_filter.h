@@ -21,8 +21,12 @@ struct DeviceRule {
     std::string access = "rwm";
 };
 
-// The spec's rules followed by the devices every container gets (as runc appends them).
+// The spec's rules followed by the devices every container gets (as runc appends them); the
+// one list both cgroup backends apply.
 std::vector<DeviceRule> deviceRules(const grpc::LinuxResources& resources);
+
+// The rule as cgroup v1's devices.allow/devices.deny take it: "c 1:3 rwm", "b 8:* r", "a".
+std::string cgroupV1DeviceRule(const DeviceRule& rule);
 
 // The program for rules: the last matching rule decides, nothing matching denies. A rule matches
 // when type, major and minor match and the requested access is a subset of the rule's access.

@@ -100,6 +100,19 @@ TEST(DeviceFilterProgram, SpecRulesComeBeforeTheDefaultDevices) {
     EXPECT_THROW(deviceFilterProgram(deviceRules(r)), Error);
 }
 
+TEST(DeviceRules, CgroupV1TextForTheSameRules) {
+    EXPECT_EQ(cgroupV1DeviceRule({true, 'c', 1, 3, "rwm"}), "c 1:3 rwm");
+    EXPECT_EQ(cgroupV1DeviceRule({false, 'b', 8, -1, "r"}), "b 8:* r");
+    EXPECT_EQ(cgroupV1DeviceRule({false, 'a', -1, -1, "rwm"}), "a");
+    grpc::LinuxResources r;
+    auto* d = r.add_devices();
+    d->set_allow(false);
+    d->set_access("rwm");
+    auto rules = deviceRules(r);
+    EXPECT_EQ(cgroupV1DeviceRule(rules.front()), "a");
+    EXPECT_EQ(cgroupV1DeviceRule(rules.back()), "c 136:* rwm");  // the pty slaves, last default
+}
+
 // A child cgroup of the host's v2 hierarchy, removed (with anything left in it killed) at the end.
 class HostV2Cgroup : public ::testing::Test {
   protected:
