@@ -7,9 +7,10 @@
 #include <string>
 #include <vector>
 
+#include "kata/common/file.h"  // readFile
+
 namespace kata::jail {
 
-std::string readFile(const std::string& path);
 void writeFile(const std::string& path, const std::string& data);
 // Like writeFile but returns errno (0 on success) instead of throwing.
 int tryWriteFile(const std::string& path, const std::string& data);

@@ -13,6 +13,7 @@
 
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
+#include "kata/common/file.h"
 
 namespace kata::oci {
 namespace {
@@ -372,19 +373,7 @@ grpc::Spec specFromJson(const std::string& json) {
 std::string specToJson(const grpc::Spec& spec, bool pretty) { return messageToJson(spec, pretty); }
 
 grpc::Spec loadSpecFile(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) throwErrno("open", path);
-    std::string text;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof(buf));
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throwErrno("read", path);
-        }
-        if (n == 0) break;
-        text.append(buf, static_cast<size_t>(n));
-    }
+    std::string text = readFile(path);
     try {
         return specFromJson(text);
     } catch (const Error& e) {
