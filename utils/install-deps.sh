@@ -16,6 +16,8 @@ PACKAGES=(
   flex bison bc libelf-dev
   # real peers used by tests and the main job
   containerd runc skopeo umoci iproute2 tmux procps psmisc
+  # CRI tests: CNI plugins (portmap needs iptables), our CRI client (python3-grpcio)
+  containernetworking-plugins iptables python3-grpcio python3-protobuf
 )
 
 missing=()

@@ -37,7 +37,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr int kVhostFdInChild = 3;
+constexpr int kFirstPassedFd = 3;
 // From linux/vhost.h, which cannot be included from C++ (its virtio_ring.h is C-only).
 constexpr unsigned long kVhostVsockSetGuestCid = _IOW(0xAF, 0x60, uint64_t);
 constexpr auto kQmpStartTimeout = 30s;
@@ -141,31 +141,36 @@ class ChildGuard {
     pid_t pid_;
 };
 
-// fork+exec with stdin from /dev/null and stdout/stderr into logFd; passFd (if >= 0) becomes
-// fd 3 in the child. Exec failures are reported back through a close-on-exec pipe.
-pid_t spawn(const std::vector<std::string>& argv, int logFd, int passFd) {
+// fork+exec with stdin from /dev/null and stdout/stderr into logFd; passFds[i] becomes fd
+// kFirstPassedFd + i in the child. Exec failures are reported back through a close-on-exec pipe.
+pid_t spawn(const std::vector<std::string>& argv, int logFd, const std::vector<int>& passFds) {
     std::vector<char*> cargv;
     for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
+    if (passFds.size() > 32) throw Error(StatusCode::kInvalidArgument, "too many fds for QEMU");
 
     int errPipe[2];
     if (::pipe2(errPipe, O_CLOEXEC) != 0) throwErrno("pipe for exec of", argv[0]);
     UniqueFd errRead(errPipe[0]), errWrite(errPipe[1]);
     UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!devNull) throwErrno("open", "/dev/null");
+    const std::vector<int> fds = passFds;  // no allocation after fork
 
     pid_t pid = ::fork();
     if (pid < 0) throwErrno("fork for", argv[0]);
     if (pid == 0) {
         // Only async-signal-safe calls from here on.
         ::setsid();  // a terminal's ^C or the shim's process group signals must not reach QEMU
-        int errFd = ::fcntl(errWrite.get(), F_DUPFD_CLOEXEC, 64);
-        int vhost = passFd >= 0 ? ::fcntl(passFd, F_DUPFD, 65) : -1;
+        int errFd = ::fcntl(errWrite.get(), F_DUPFD_CLOEXEC, 100);
+        // First move every fd to pass out of the way (they may sit where others must go).
+        int moved[32];
+        for (size_t i = 0; i < fds.size(); ++i) moved[i] = ::fcntl(fds[i], F_DUPFD, 64);
         ::dup2(devNull.get(), 0);
         ::dup2(logFd, 1);
         ::dup2(logFd, 2);
-        if (vhost >= 0) ::dup2(vhost, kVhostFdInChild);
-        int firstFree = vhost >= 0 ? kVhostFdInChild + 1 : kVhostFdInChild;
+        for (size_t i = 0; i < fds.size(); ++i)
+            ::dup2(moved[i], kFirstPassedFd + static_cast<int>(i));  // dup2 clears CLOEXEC
+        int firstFree = kFirstPassedFd + static_cast<int>(fds.size());
         for (int fd = firstFree; fd < 1024; ++fd)
             if (fd != errFd) ::close(fd);
         ::syscall(SYS_close_range, 1024u, ~0u, 0u);
@@ -244,7 +249,16 @@ class Qemu final : public Hypervisor {
         launch_.agentChannel = resolveAgentChannel(config_.agentChannel, &channelWhy);
         if (launch_.agentChannel == "vsock") {
             vhostFd_ = allocateVsockCid(&launch_.vsockCid);
-            launch_.vhostFd = kVhostFdInChild;
+        }
+        std::vector<int> passFds;
+        if (vhostFd_) {
+            launch_.vhostFd = kFirstPassedFd + static_cast<int>(passFds.size());
+            passFds.push_back(vhostFd_.get());
+        }
+        launch_.nicFds.clear();
+        for (const NetDevice& nic : spec_.nics) {
+            launch_.nicFds.push_back(kFirstPassedFd + static_cast<int>(passFds.size()));
+            passFds.push_back(nic.tapFd);
         }
 
         prepareRunDir();
@@ -263,7 +277,7 @@ class Qemu final : public Hypervisor {
         log_.with("accelerator", launch_.accelerator)
             .with("channel", launch_.agentChannel)
             .info("starting QEMU", {{"command", joinArgs(argv)}});
-        pid_t pid = spawn(argv, logFd.get(), vhostFd_.get());
+        pid_t pid = spawn(argv, logFd.get(), passFds);
         ChildGuard childGuard(pid);
         logFd.reset();
         writePidFile(pid);
@@ -517,7 +531,7 @@ class Qemu final : public Hypervisor {
                                          "--socket-path=" + paths_.virtiofsSocket,
                                          "--shared-dir=" + spec_.sharedDir,
                                          "--cache=" + config_.virtioFsCache, "--sandbox=none"};
-        pid_t pid = spawn(argv, logFd.get(), -1);
+        pid_t pid = spawn(argv, logFd.get(), {});
         ChildGuard guard(pid);
         for (int i = 0; i < 500; ++i) {
             if (fs::exists(paths_.virtiofsSocket)) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -173,6 +174,16 @@ std::vector<std::string> buildQemuCommandLine(const HypervisorConfig& config, co
              virtioDevice(config, "vhost-user-fs") + ",chardev=char-virtiofs,tag=" + kSharedFsTag});
     }
 
+    for (size_t i = 0; i < spec.nics.size(); ++i) {
+        const NetDevice& nic = spec.nics[i];
+        if (i >= launch.nicFds.size()) break;
+        add({"-netdev", "tap,id=" + nic.id + ",fd=" + std::to_string(launch.nicFds[i])});
+        std::string dev =
+            virtioDevice(config, "virtio-net") + ",netdev=" + nic.id + ",mac=" + nic.mac;
+        if (nic.mtu) dev += ",host_mtu=" + std::to_string(nic.mtu);
+        add({"-device", dev});
+    }
+
     // Entropy for the guest's RNG from the start (the agent also reseeds on request).
     add({"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device",
          virtioDevice(config, "virtio-rng") + ",rng=rng0"});
@@ -225,6 +236,23 @@ void validateConfig(const HypervisorConfig& config, const VmSpec& spec, uint64_t
         requireReadableFile("template state", spec.templateState);
         if (spec.templateState.find('\'') != std::string::npos)
             invalid("template state", spec.templateState, "must not contain a single quote");
+    }
+    if (!spec.nics.empty() && !spec.templateState.empty())
+        invalid("template state", spec.templateState,
+                "a VM restored from a template cannot have cold-plugged NICs");
+    for (const NetDevice& nic : spec.nics) {
+        if (nic.id.empty() || nic.id.find_first_of(",= ") != std::string::npos)
+            invalid("nic id", nic.id, "must be a non-empty word");
+        if (nic.tapFd < 0)
+            invalid("nic " + nic.id + " tap fd", std::to_string(nic.tapFd), "not open");
+        bool macOk = nic.mac.size() == 17;
+        for (size_t i = 0; macOk && i < nic.mac.size(); ++i)
+            macOk = i % 3 == 2 ? nic.mac[i] == ':'
+                               : std::isxdigit(static_cast<unsigned char>(nic.mac[i]));
+        if (!macOk) invalid("nic " + nic.id + " mac", nic.mac, "expected xx:xx:xx:xx:xx:xx");
+        if (nic.mtu != 0 && (nic.mtu < 68 || nic.mtu > 65535))
+            invalid("nic " + nic.id + " mtu", std::to_string(nic.mtu),
+                    "must be between 68 and 65535");
     }
     if (!spec.sharedDir.empty() && config.sharedFs != "none") {
         struct stat st {};

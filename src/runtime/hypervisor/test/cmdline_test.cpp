@@ -224,3 +224,28 @@ TEST_F(CmdlineTest, DebugDropsQuiet) {
 }
 
 }  // namespace
+
+TEST_F(CmdlineTest, NicsAreTapNetdevsOnInheritedFdsWithTheVethsMacAndMtu) {
+    kata::hypervisor::NetDevice nic;
+    nic.id = "net0";
+    nic.mac = "02:42:0a:58:00:07";
+    nic.mtu = 1450;
+    nic.tapFd = 17;  // the shim's fd; QEMU sees it as launch_.nicFds[0]
+    spec_.nics.push_back(nic);
+    nic.id = "net1";
+    nic.mac = "02:42:0a:58:01:07";
+    nic.mtu = 0;
+    spec_.nics.push_back(nic);
+    launch_.nicFds = {4, 5};
+    auto args = build();
+    EXPECT_TRUE(hasValue(args, "-netdev", "tap,id=net0,fd=4"));
+    EXPECT_TRUE(hasValue(args, "-netdev", "tap,id=net1,fd=5"));
+    EXPECT_TRUE(hasValue(args, "-device",
+                         "virtio-net-pci,netdev=net0,mac=02:42:0a:58:00:07,host_mtu=1450"));
+    EXPECT_TRUE(hasValue(args, "-device", "virtio-net-pci,netdev=net1,mac=02:42:0a:58:01:07"));
+
+    config_.machineType = "microvm";
+    EXPECT_TRUE(anyValueContains(build(), "-device", "virtio-net-device,netdev=net0"));
+}
+
+TEST_F(CmdlineTest, NoNicsNoNetdev) { EXPECT_FALSE(hasFlag(build(), "-netdev")); }

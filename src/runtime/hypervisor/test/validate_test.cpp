@@ -144,3 +144,21 @@ TEST_F(ValidateTest, StopWithoutStartIsHarmless) {
 }
 
 }  // namespace
+
+TEST_F(ValidateTest, BadNicsAreRejectedNamingTheNic) {
+    kata::hypervisor::NetDevice nic;
+    nic.id = "net0";
+    nic.mac = "02:42:0a:58:00:07";
+    nic.tapFd = 0;
+    nic.mac = "02:42:0a:58:00";
+    spec_.nics = {nic};
+    expectRejected({"nic net0 mac", "02:42:0a:58:00"});
+    nic.mac = "02:42:0a:58:00:07";
+    nic.tapFd = -1;
+    spec_.nics = {nic};
+    expectRejected({"nic net0 tap fd", "not open"});
+    nic.tapFd = 0;
+    nic.mtu = 20;
+    spec_.nics = {nic};
+    expectRejected({"nic net0 mtu", "20"});
+}

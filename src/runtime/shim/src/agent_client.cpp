@@ -71,6 +71,33 @@ void TtrpcAgentClient::setGuestDateTime(int64_t sec, int64_t usec) {
     });
 }
 
+void TtrpcAgentClient::updateInterface(const types::Interface& iface) {
+    grpc::UpdateInterfaceRequest req;
+    *req.mutable_interface() = iface;
+    annotate("UpdateInterface " + iface.name() + " (" + iface.hwaddr() + ")", [&] {
+        return client_->call<grpc::UpdateInterfaceRequest, types::Interface>(
+            kAgentService, "UpdateInterface", req, timeout_);
+    });
+}
+
+void TtrpcAgentClient::updateRoutes(const grpc::Routes& routes) {
+    grpc::UpdateRoutesRequest req;
+    *req.mutable_routes() = routes;
+    annotate("UpdateRoutes", [&] {
+        return client_->call<grpc::UpdateRoutesRequest, grpc::Routes>(kAgentService, "UpdateRoutes",
+                                                                      req, timeout_);
+    });
+}
+
+void TtrpcAgentClient::addArpNeighbors(const grpc::ARPNeighbors& neighbors) {
+    grpc::AddARPNeighborsRequest req;
+    *req.mutable_neighbors() = neighbors;
+    annotate("AddARPNeighbors", [&] {
+        return client_->call<grpc::AddARPNeighborsRequest, Empty>(kAgentService, "AddARPNeighbors",
+                                                                  req, timeout_);
+    });
+}
+
 void TtrpcAgentClient::reseedRandomDev(const std::string& data) {
     grpc::ReseedRandomDevRequest req;
     req.set_data(data);

@@ -28,6 +28,10 @@ class AgentClient {
     // After a VM is restored from a template: its clock and entropy are the template's.
     virtual void setGuestDateTime(int64_t sec, int64_t usec) = 0;
     virtual void reseedRandomDev(const std::string& data) = 0;
+    // The pod network in the guest: each NIC (found by MAC), then routes, then neighbours.
+    virtual void updateInterface(const types::Interface& iface) = 0;
+    virtual void updateRoutes(const grpc::Routes& routes) = 0;
+    virtual void addArpNeighbors(const grpc::ARPNeighbors& neighbors) = 0;
     virtual void createContainer(const grpc::CreateContainerRequest& req) = 0;
     virtual void startContainer(const std::string& cid) = 0;
     virtual void removeContainer(const std::string& cid, uint32_t timeoutSec) = 0;
@@ -67,6 +71,9 @@ class TtrpcAgentClient : public AgentClient {
     void destroySandbox() override;
     void setGuestDateTime(int64_t sec, int64_t usec) override;
     void reseedRandomDev(const std::string& data) override;
+    void updateInterface(const types::Interface& iface) override;
+    void updateRoutes(const grpc::Routes& routes) override;
+    void addArpNeighbors(const grpc::ARPNeighbors& neighbors) override;
     void createContainer(const grpc::CreateContainerRequest& req) override;
     void startContainer(const std::string& cid) override;
     void removeContainer(const std::string& cid, uint32_t timeoutSec) override;

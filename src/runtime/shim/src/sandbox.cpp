@@ -22,6 +22,7 @@ SandboxDeps realSandboxDeps() {
     d.connectAgent = [](const std::string& address, std::chrono::milliseconds timeout) {
         return connectAgent(address, timeout);
     };
+    d.attachNetwork = attachTcFilterNetwork;
     return d;
 }
 
@@ -86,7 +87,7 @@ std::string Sandbox::consoleTail(size_t lines) const {
     return vm_ ? vm_->consoleTail(lines) : "";
 }
 
-void Sandbox::start() {
+void Sandbox::start(const SandboxSetup& setup) {
     const std::string shared = sharedDir();
     std::error_code ec;
     fs::create_directories(shared, ec);
@@ -99,7 +100,34 @@ void Sandbox::start() {
     spec.extraKernelParams = config::agentKernelParams(cfg_);
 
     try {
-        if (cfg_.factory.enableTemplate) {
+        StepTimer netStep;
+        if (!setup.netnsPath.empty() && cfg_.runtime.internetworkingModel != "none") {
+            if (cfg_.runtime.internetworkingModel != "tcfilter") {
+                throw Error(StatusCode::kInvalidArgument,
+                            "internetworking_model \"" + cfg_.runtime.internetworkingModel +
+                                "\" is not supported (expected tcfilter or none)");
+            }
+            if (!deps_.attachNetwork)
+                throw Error(StatusCode::kFailedPrecondition, "no pod network support");
+            auto net = deps_.attachNetwork(setup.netnsPath);
+            if (!net) {
+                log_.warn("pod network in " + setup.netnsPath + " not attached: unsupported");
+            } else {
+                spec.nics = net->guest().nics;
+            }
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                network_ = std::move(net);
+            }
+            netStep.done(
+                log_.with("netns", setup.netnsPath).with("nics", std::to_string(spec.nics.size())),
+                "network-attach", "pod network attached");
+        }
+        if (cfg_.factory.enableTemplate && !spec.nics.empty()) {
+            log_.warn(
+                "enable_template ignored: the pod has a network and NIC hotplug into a "
+                "restored VM is not supported yet");
+        } else if (cfg_.factory.enableTemplate) {
             std::string why;
             if (templateUsable(cfg_, &why)) {
                 // A restored guest keeps the template's kernel command line.
@@ -165,9 +193,21 @@ void Sandbox::start() {
             step.restart();
         }
 
+        if (network_) {
+            // Kata's order: every interface, then the routes, then the neighbours.
+            const GuestNetwork& g = network_->guest();
+            for (const auto& iface : g.interfaces) agent->updateInterface(iface);
+            if (g.routes.routes_size() > 0) agent->updateRoutes(g.routes);
+            if (g.neighbors.arpneighbors_size() > 0) agent->addArpNeighbors(g.neighbors);
+            step.done(log_, "guest-network", "guest network configured");
+            step.restart();
+        }
+
         grpc::CreateSandboxRequest req;
         req.set_sandbox_id(id_);
-        req.set_hostname("");
+        req.set_hostname(setup.hostname);
+        for (const auto& line : setup.dns) req.add_dns(line);
+        req.set_sandbox_pidns(setup.sandboxPidns);
         if (cfg_.hypervisor.sharedFs != "none") *req.add_storages() = sharedFsStorage(cfg_);
         for (const auto& m : cfg_.agent.kernelModules) {
             // "name param=value ...": Kata's kernel_modules entries.
@@ -198,6 +238,7 @@ void Sandbox::start() {
 void Sandbox::stop() {
     std::unique_ptr<hypervisor::Hypervisor> vm;
     std::shared_ptr<AgentClient> agent;
+    std::unique_ptr<PodNetwork> network;
     bool dead;
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -205,6 +246,7 @@ void Sandbox::stop() {
         stopped_ = true;
         vm = std::move(vm_);
         agent = std::move(agent_);
+        network = std::move(network_);
         dead = vmDead_;
     }
     StepTimer total, step;
@@ -224,6 +266,11 @@ void Sandbox::stop() {
         step.restart();
         vm->stop(std::chrono::seconds(5));
         step.done(log_, "vm-stop", "VM stopped");
+    }
+    if (network) {
+        step.restart();
+        network.reset();  // taps, qdiscs and filters leave the pod's netns
+        step.done(log_, "network-detach", "pod network detached");
     }
     std::string problem = cleanupTree(paths_.sandboxShareRoot(id_));
     if (!problem.empty()) log_.warn("clean up shared dir: " + problem);

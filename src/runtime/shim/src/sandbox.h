@@ -8,12 +8,14 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "agent_client.h"
 #include "kata/common/log.h"
 #include "kata/config/config.h"
 #include "kata/hypervisor/hypervisor.h"
 #include "paths.h"
+#include "pod_network.h"
 
 namespace kata::shim {
 
@@ -25,12 +27,22 @@ struct SandboxDeps {
     std::function<std::shared_ptr<AgentClient>(const std::string& address,
                                                std::chrono::milliseconds timeout)>
         connectAgent;
+    // The pod network in a netns (CRI); a sandbox without a netns path has loopback only.
+    AttachNetworkFn attachNetwork;
 };
 SandboxDeps realSandboxDeps();
 
 // The guest storage that mounts the share (driver 9p, source kataShared) at
 // /run/kata-containers/shared/containers/.
 grpc::Storage sharedFsStorage(const config::RuntimeConfig& cfg);
+
+// What the pod asks of its sandbox, from the sandbox container's spec.
+struct SandboxSetup {
+    std::string netnsPath;         // the pod's network namespace (CNI's veth); empty = none
+    std::string hostname;          // the guest's and every container's hostname
+    std::vector<std::string> dns;  // resolv.conf lines for the guest
+    bool sandboxPidns = false;     // containers may join the sandbox's pid namespace
+};
 
 class Sandbox {
   public:
@@ -39,9 +51,10 @@ class Sandbox {
     Sandbox(const Sandbox&) = delete;
     Sandbox& operator=(const Sandbox&) = delete;
 
-    // Creates the shared dir, boots the VM, waits for the agent (dial_timeout) and creates the
-    // sandbox in the guest. On failure everything made so far is undone before it throws.
-    void start();
+    // Creates the shared dir, attaches the pod network, boots the VM, waits for the agent
+    // (dial_timeout), configures the guest network and creates the sandbox in the guest. On
+    // failure everything made so far is undone before it throws.
+    void start(const SandboxSetup& setup = {});
     // Best-effort DestroySandbox, stops the VM, unmounts and removes the share tree. Idempotent.
     void stop();
 
@@ -67,6 +80,7 @@ class Sandbox {
     SandboxDeps deps_;
     log::Logger log_;
     mutable std::mutex mu_;
+    std::unique_ptr<PodNetwork> network_;  // destroyed after the VM is stopped
     std::unique_ptr<hypervisor::Hypervisor> vm_;
     std::shared_ptr<AgentClient> agent_;
     std::function<void(const std::string&)> onVmExit_;

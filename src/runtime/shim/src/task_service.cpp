@@ -11,6 +11,7 @@
 #include "kata/oci/spec.h"
 #include "kata/ttrpc/ttrpc.h"
 #include "options.h"
+#include "pod.h"
 #include "spec_rewrite.h"
 #include "stats.h"
 #include "timing.h"
@@ -22,8 +23,6 @@ namespace ev = containerd::events;
 using containerd::v1::types::Status;
 
 namespace {
-constexpr const char* kCriContainerType = "io.kubernetes.cri.container-type";
-constexpr const char* kCriSandboxId = "io.kubernetes.cri.sandbox-id";
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
 constexpr uint32_t kRemoveTimeoutSec = 10;
 constexpr uint32_t kVmLostStatus = 255;
@@ -106,21 +105,6 @@ std::shared_ptr<TaskService::Proc> TaskService::findProc(const std::string& cid,
     return it->second;
 }
 
-std::string TaskService::sandboxIdFor(const grpc::Spec& spec, const std::string& cid) const {
-    const auto& a = spec.annotations();
-    auto type = a.find(kCriContainerType);
-    if (type != a.end() && type->second == "container") {
-        auto sid = a.find(kCriSandboxId);
-        if (sid == a.end() || sid->second.empty()) {
-            throw Error(StatusCode::kInvalidArgument, "create container " + cid + ": annotation " +
-                                                          kCriContainerType +
-                                                          "=container without " + kCriSandboxId);
-        }
-        return sid->second;
-    }
-    return cid;
-}
-
 void TaskService::persistLocked() {
     if (!sandbox_) return;
     SandboxState s;
@@ -176,8 +160,10 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
     }
     try {
         grpc::Spec spec = oci::loadSpecFile(req.bundle() + "/config.json");
-        const std::string sid = sandboxIdFor(spec, id);
+        const PodInfo pod = podInfoFromSpec(spec, id);
+        const std::string& sid = pod.sandboxId;
         log = log.with("sandbox", sid);
+        refuseHostNamespaces(spec, pod, id);
 
         std::shared_ptr<Sandbox> sb;
         {
@@ -186,7 +172,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
         }
         bool createdSandbox = false;
         if (!sb) {
-            if (sid != id) {
+            if (pod.role == PodRole::kContainer) {
                 throw Error(StatusCode::kFailedPrecondition,
                             "sandbox " + sid + " does not run in this shim");
             }
@@ -207,8 +193,15 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
                 sandbox_ = sb;
                 persistLocked();  // so `delete` finds the run dir if we die while booting
             }
+            SandboxSetup setup;
+            setup.netnsPath = pod.netnsPath;
+            setup.hostname = pod.hostname;
+            if (pod.role == PodRole::kSandbox) {
+                setup.dns = dnsLinesFromSpec(spec);
+                setup.sandboxPidns = true;  // workload containers may share the pause's
+            }
             try {
-                sb->start();
+                sb->start(setup);
             } catch (...) {
                 stopSandbox();
                 throw;
@@ -236,6 +229,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
             grpc::CreateContainerRequest creq;
             creq.set_container_id(id);
             creq.set_exec_id(id);
+            creq.set_sandbox_pidns(pod.sharesPodPidns);
             *creq.mutable_oci() = spec;
             StepTimer step;
             sb->agent()->createContainer(creq);

@@ -76,7 +76,6 @@ class TaskService {
     void startWaiter(const std::shared_ptr<Proc>& p);
     void persistLocked();
     void stopSandbox();
-    std::string sandboxIdFor(const grpc::Spec& spec, const std::string& cid) const;
 
     TaskServiceOptions opts_;
     SandboxDeps deps_;

@@ -75,6 +75,15 @@ class FakeAgent : public AgentClient {
         record("ReseedRandomDev");
         seed = data;
     }
+    void updateInterface(const types::Interface& i) override {
+        record("UpdateInterface " + i.name() + " " + i.hwaddr());
+    }
+    void updateRoutes(const grpc::Routes& r) override {
+        record("UpdateRoutes " + std::to_string(r.routes_size()));
+    }
+    void addArpNeighbors(const grpc::ARPNeighbors& n) override {
+        record("AddARPNeighbors " + std::to_string(n.arpneighbors_size()));
+    }
     void createContainer(const grpc::CreateContainerRequest& r) override {
         containerReq = r;
         record("CreateContainer " + r.container_id());
@@ -190,6 +199,35 @@ class FakeVm : public kata::hypervisor::Hypervisor {
     std::string failWith_;
 };
 
+struct NetRecord {
+    std::vector<std::string> attached;  // netns paths
+    int detached = 0;
+};
+
+class FakeNetwork : public PodNetwork {
+  public:
+    explicit FakeNetwork(std::shared_ptr<NetRecord> rec) : rec_(std::move(rec)) {
+        kata::hypervisor::NetDevice nic;
+        nic.id = "net0";
+        nic.mac = "02:00:0a:01:00:05";
+        nic.mtu = 1450;
+        nic.tapFd = 99;
+        g_.nics.push_back(nic);
+        types::Interface i;
+        i.set_name("eth0");
+        i.set_hwaddr(nic.mac);
+        g_.interfaces.push_back(i);
+        g_.routes.add_routes()->set_gateway("10.1.0.1");
+        g_.neighbors.add_arpneighbors()->set_lladdr("02:00:0a:01:00:01");
+    }
+    ~FakeNetwork() override { ++rec_->detached; }
+    const GuestNetwork& guest() const override { return g_; }
+
+  private:
+    std::shared_ptr<NetRecord> rec_;
+    GuestNetwork g_;
+};
+
 class FakeEvents : public EventPublisher {
   public:
     std::mutex mu;
@@ -235,6 +273,7 @@ class TaskServiceTest : public ::testing::Test {
         }
         agent_ = std::make_shared<FakeAgent>();
         vm_ = std::make_shared<VmRecord>();
+        net_ = std::make_shared<NetRecord>();
         events_ = std::make_shared<FakeEvents>();
         makeService("");
     }
@@ -257,6 +296,11 @@ class TaskServiceTest : public ::testing::Test {
         auto agent = agent_;
         deps.connectAgent = [agent](const std::string&, std::chrono::milliseconds) {
             return agent;
+        };
+        auto net = net_;
+        deps.attachNetwork = [net](const std::string& netns) -> std::unique_ptr<PodNetwork> {
+            net->attached.push_back(netns);
+            return std::make_unique<FakeNetwork>(net);
         };
         TaskServiceOptions o;
         o.ns = "default";
@@ -311,6 +355,7 @@ class TaskServiceTest : public ::testing::Test {
     Paths paths_;
     std::shared_ptr<FakeAgent> agent_;
     std::shared_ptr<VmRecord> vm_;
+    std::shared_ptr<NetRecord> net_;
     std::shared_ptr<FakeEvents> events_;
     std::unique_ptr<TaskService> service_;
 };
@@ -567,7 +612,9 @@ TEST_F(TaskServiceTest, CriContainerJoinsTheSandboxVm) {
         fs::create_directories(bundle + "/rootfs");
         std::ofstream(bundle + "/config.json")
             << R"({"ociVersion": "1.0.2", "process": {"args": ["x"], "cwd": "/"},
-                   "root": {"path": "rootfs"},
+                   "root": {"path": "rootfs"}, "hostname": "web-1",
+                   "linux": {"namespaces": [{"type": "network", "path": "/var/run/netns/cni-1"},
+                     {"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]},
                    "annotations": {"io.kubernetes.cri.container-type": ")"
             << type << R"(", "io.kubernetes.cri.sandbox-id": "pod1"}})";
     };
@@ -583,8 +630,24 @@ TEST_F(TaskServiceTest, CriContainerJoinsTheSandboxVm) {
     EXPECT_FALSE(vm_->started);
 
     service_->create(pod);
+    // The pod network is attached in the pod's netns before the VM boots, the NIC is
+    // cold-plugged, and the agent hears about it before CreateSandbox, in Kata's order.
+    ASSERT_EQ(net_->attached, std::vector<std::string>{"/var/run/netns/cni-1"});
+    ASSERT_EQ(vm_->spec.nics.size(), 1u);
+    EXPECT_EQ(vm_->spec.nics[0].mac, "02:00:0a:01:00:05");
+    {
+        std::lock_guard<std::mutex> lk(agent_->mu);
+        std::vector<std::string> want = {"UpdateInterface eth0 02:00:0a:01:00:05", "UpdateRoutes 1",
+                                         "AddARPNeighbors 1", "CreateSandbox"};
+        auto first = std::find(agent_->calls.begin(), agent_->calls.end(), want[0]);
+        ASSERT_NE(first, agent_->calls.end());
+        EXPECT_EQ(std::vector<std::string>(first, first + 4), want);
+    }
+    EXPECT_EQ(agent_->sandboxReq.hostname(), "web-1");
+    EXPECT_TRUE(agent_->sandboxReq.sandbox_pidns());
     service_->create(app);
     EXPECT_EQ(agent_->containerReq.container_id(), "app");
+    EXPECT_EQ(net_->attached.size(), 1u) << "a pod's containers share its network";
     EXPECT_TRUE(fs::is_directory(paths_.containerRootfsHost("pod1", "app")));
     {
         std::lock_guard<std::mutex> lk(agent_->mu);
@@ -599,10 +662,44 @@ TEST_F(TaskServiceTest, CriContainerJoinsTheSandboxVm) {
     service_->remove(d);
     EXPECT_FALSE(vm_->stopped) << "the VM must outlive a pod's app container";
     EXPECT_FALSE(fs::exists(paths_.containerRootfsHost("pod1", "app")));
+    EXPECT_EQ(net_->detached, 0);
     d.set_id("pod1");
     service_->remove(d);
     EXPECT_TRUE(vm_->stopped);
+    EXPECT_EQ(net_->detached, 1);
     EXPECT_FALSE(fs::exists(paths_.sandboxStateDir("pod1")));
+}
+
+TEST_F(TaskServiceTest, PodAskingForHostNamespacesIsRefusedNamingTheOption) {
+    struct Case {
+        const char* namespaces;
+        const char* option;
+    };
+    for (const Case& c : {Case{R"([{"type": "pid"}, {"type": "ipc"}])", "hostNetwork"},
+                          Case{R"([{"type": "network"}, {"type": "ipc"}])", "hostPID"},
+                          Case{R"([{"type": "network"}, {"type": "pid"}])", "hostIPC"}}) {
+        const std::string bundle = tmp_ + "/b-host-" + c.option;
+        fs::create_directories(bundle + "/rootfs");
+        std::ofstream(bundle + "/config.json")
+            << R"({"ociVersion": "1.0.2", "process": {"args": ["x"], "cwd": "/"},
+                   "root": {"path": "rootfs"}, "linux": {"namespaces": )"
+            << c.namespaces << R"(}, "annotations": {"io.kubernetes.cri.container-type": "sandbox",
+                   "io.kubernetes.cri.sandbox-name": "web", "io.kubernetes.cri.sandbox-namespace": "default"}})";
+        auto req = createReq("podh");
+        req.set_bundle(bundle);
+        try {
+            service_->create(req);
+            ADD_FAILURE() << c.option << " was accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.code(), StatusCode::kInvalidArgument);
+            EXPECT_NE(std::string(e.what()).find(c.option), std::string::npos) << e.what();
+            EXPECT_NE(std::string(e.what()).find("default/web"), std::string::npos) << e.what();
+        }
+        EXPECT_FALSE(vm_->started);
+        EXPECT_TRUE(net_->attached.empty());
+        EXPECT_FALSE(fs::exists(paths_.sandboxStateDir("podh")));
+        EXPECT_EQ(service_->containerCount(), 0u);
+    }
 }
 
 TEST_F(TaskServiceTest, EnableDebugRaisesTheLogLevelAndPutsAgentLogDebugOnTheKernelLine) {

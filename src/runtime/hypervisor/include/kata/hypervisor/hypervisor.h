@@ -7,11 +7,21 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kata/common/error.h"
 #include "kata/hypervisor/config.h"
 
 namespace kata::hypervisor {
+
+// A guest NIC backed by a tap device the caller opened (in the pod's network namespace): QEMU
+// inherits the fd, so it needs no access to that namespace.
+struct NetDevice {
+    std::string id;    // QEMU netdev/device id, "net0"
+    std::string mac;   // the guest NIC's MAC: the pod veth's
+    uint32_t mtu = 0;  // host_mtu offered to the guest; 0 = QEMU's default
+    int tapFd = -1;    // open tap (IFF_TAP | IFF_NO_PI | IFF_VNET_HDR); the caller keeps it open
+};
 
 struct VmSpec {
     std::string sandboxId;
@@ -21,6 +31,8 @@ struct VmSpec {
     // A state file written by Hypervisor::saveTemplate: the VM is restored from it instead of
     // booted. The config and the devices (shared dir set or not) must match the template's.
     std::string templateState;
+    // Cold-plugged virtio-net NICs (a VM restored from a template cannot have them).
+    std::vector<NetDevice> nics;
 };
 
 // Where a sandbox's VM lives on the host: /run/vc/vm/<sid>.

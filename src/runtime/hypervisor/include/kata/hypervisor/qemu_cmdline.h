@@ -28,6 +28,7 @@ struct QemuLaunchParams {
     int vhostFd = -1;                     // an open /dev/vhost-vsock holding vsockCid, or -1
     uint64_t hostMemoryMiB = 0;           // maxmem for memory hotplug; 0 = no hotplug slots
     uint32_t hostCpus = 1;                // maxcpus when default_maxvcpus is 0
+    std::vector<int> nicFds;              // QEMU's fd number for each VmSpec::nics tap
 };
 
 // Files QEMU uses inside the VM's run dir.
