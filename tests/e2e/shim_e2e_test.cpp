@@ -790,3 +790,75 @@ TEST_F(ShimE2e, InteractiveTerminalTypesResizesAndExits) {
     s.type("exit 7\r");
     EXPECT_EQ(s.wait(seconds(30)), 7) << s.output();
 }
+
+// Kata's tcfilter model with a network namespace made here the way CNI makes one: a veth with an
+// address in the "pod" netns, its peer in an "outside" netns. The guest gets the veth's address
+// and routes, traffic flows both ways through tap + tc mirred, and nothing is left in the netns.
+TEST_F(ShimE2e, PodNetnsGivesTheGuestTheVethAddressAndTrafficFlowsBothWays) {
+    const std::string c = id("podnet");
+    const std::string tag = std::to_string(::getpid() % 100000);
+    const std::string pod = "kpod-" + tag, out = "kout-" + tag;
+    struct NetnsCleanup {
+        std::string pod, out;
+        ~NetnsCleanup() {
+            sh("ip netns del " + pod + " 2>/dev/null; ip netns del " + out + " 2>/dev/null");
+        }
+    } cleanup{pod, out};
+    Result setup =
+        sh("set -e; ip netns add " + pod + "; ip netns add " + out + "; ip -n " + pod +
+           " link add eth0 mtu 1400 type veth peer name peer0 netns " + out + "; ip -n " + pod +
+           " addr add 10.211.7.2/24 dev eth0; ip -n " + pod + " link set lo up; ip -n " + pod +
+           " link set eth0 up; ip -n " + pod + " route add default via 10.211.7.1; ip -n " + out +
+           " addr add 10.211.7.1/24 dev peer0; ip -n " + out + " link set peer0 up");
+    ASSERT_EQ(setup.status, 0) << setup.out;
+    const std::string mac = trim(
+        sh("ip -n " + pod + " -o link show eth0 | grep -o 'link/ether [0-9a-f:]*' | cut -d' ' -f2")
+            .out);
+
+    Result r = sh(w().run("-d --with-ns network:/var/run/netns/" + pod + " " + w().image + " " + c +
+                          " sh -c \"echo hello-from-the-guest > /tmp/index.html;"
+                          " exec httpd -f -p 8080 -h /tmp\"") +
+                  " </dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    // The tap and both filters exist in the pod's netns while the pod runs.
+    Result tc = sh("ip netns exec " + pod + " tc filter show dev eth0 ingress; ip -n " + pod +
+                   " -o link show tap0_kata");
+    EXPECT_NE(tc.out.find("mirred"), std::string::npos) << tc.out;
+    EXPECT_NE(tc.out.find("tap0_kata"), std::string::npos) << tc.out;
+
+    // Outside -> guest: the HTTP server in the guest answers on the veth's address.
+    std::string page;
+    for (int i = 0; i < 60 && page.find("hello-from-the-guest") == std::string::npos; ++i) {
+        // bash's /dev/tcp: no client binary (busybox-static's wget crashes in glibc's NSS).
+        page = sh("ip netns exec " + out +
+                  " timeout 5 bash -c \"exec 3<>/dev/tcp/10.211.7.2/8080 && printf"
+                  " \\\"GET /index.html HTTP/1.0\\\\r\\\\n\\\\r\\\\n\\\" >&3 && cat <&3\"")
+                   .out;
+        if (page.find("hello-from-the-guest") == std::string::npos)
+            std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    EXPECT_NE(page.find("hello-from-the-guest"), std::string::npos) << page;
+
+    // In the guest: the veth's address, MAC and MTU, the default route; guest -> outside works.
+    Result in = sh(w().ctr("task exec --exec-id probe " + c +
+                           " sh -c \"ip -o -4 addr show; ip -o link show eth0; ip route;"
+                           " ping -c 1 -W 10 10.211.7.1\"") +
+                   " </dev/null");
+    EXPECT_EQ(in.status, 0) << in.out;
+    EXPECT_NE(in.out.find("10.211.7.2/24"), std::string::npos) << in.out;
+    EXPECT_NE(in.out.find("mtu 1400"), std::string::npos) << in.out;
+    EXPECT_NE(in.out.find(mac), std::string::npos) << "MAC " << mac << " not in: " << in.out;
+    EXPECT_NE(in.out.find("default via 10.211.7.1"), std::string::npos) << in.out;
+    EXPECT_NE(in.out.find("1 packets received"), std::string::npos) << in.out;
+
+    sh(w().ctr("task kill -s SIGKILL " + c) + "; sleep 1; " + w().ctr("task delete " + c) + "; " +
+       w().ctr("container delete " + c));
+    expectNothingLeft(c);
+    // The netns is as it was before the pod: no tap, no qdisc, no filter.
+    Result after =
+        sh("ip -n " + pod + " -o link show; ip netns exec " + pod +
+           " tc qdisc show dev eth0; ip netns exec " + pod + " tc filter show dev eth0 ingress");
+    EXPECT_EQ(after.out.find("tap0_kata"), std::string::npos) << after.out;
+    EXPECT_EQ(after.out.find("ingress"), std::string::npos) << after.out;
+    EXPECT_EQ(after.out.find("mirred"), std::string::npos) << after.out;
+}

@@ -15,14 +15,13 @@
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
 #include "kata/common/log.h"
-#include "netlink.h"
+#include "kata/netlink/netlink.h"
 
 namespace kata::agent::net {
 
-using detail::Attrs;
-using detail::NetlinkSocket;
-using detail::NlMessage;
-using detail::NlRequest;
+using netlink::Attrs;
+using netlink::formatIp;
+using netlink::formatMac;
 
 namespace {
 
@@ -55,17 +54,6 @@ struct IpBytes {
     size_t len() const { return family == AF_INET ? 4 : 16; }
 };
 
-std::string formatMac(std::string_view raw) {
-    std::string out;
-    char part[4];
-    for (size_t i = 0; i < raw.size(); ++i) {
-        std::snprintf(part, sizeof part, "%s%02x", i ? ":" : "",
-                      static_cast<unsigned char>(raw[i]));
-        out += part;
-    }
-    return out;
-}
-
 std::optional<std::vector<unsigned char>> parseMac(const std::string& text) {
     std::vector<unsigned char> out;
     size_t i = 0;
@@ -83,12 +71,6 @@ std::optional<std::vector<unsigned char>> parseMac(const std::string& text) {
     }
     if (out.empty()) return std::nullopt;
     return out;
-}
-
-std::string formatIp(int family, std::string_view raw) {
-    char buf[INET6_ADDRSTRLEN] = {};
-    if (!::inet_ntop(family, raw.data(), buf, sizeof buf)) return "";
-    return buf;
 }
 
 std::optional<IpBytes> parseIp(const std::string& text) {
@@ -122,15 +104,15 @@ std::optional<int> parsePrefix(const std::string& mask, int family) {
     return std::nullopt;
 }
 
-std::vector<Link> listLinks(NetlinkSocket& nl) {
-    NlRequest req(RTM_GETLINK, 0);
+std::vector<Link> listLinks(netlink::Socket& nl) {
+    netlink::Request req(RTM_GETLINK, 0);
     req.header<ifinfomsg>()->ifi_family = AF_UNSPEC;
     std::vector<Link> links;
     for (const auto& m : nl.dump(req, "links")) {
         if (m.type != RTM_NEWLINK) continue;
         auto* ifi = m.header<ifinfomsg>();
         if (!ifi) continue;
-        Attrs a = detail::parseAttrs(m, sizeof(ifinfomsg));
+        Attrs a = netlink::parseAttrs(m, sizeof(ifinfomsg));
         Link l;
         l.index = ifi->ifi_index;
         l.flags = ifi->ifi_flags;
@@ -140,7 +122,7 @@ std::vector<Link> listLinks(NetlinkSocket& nl) {
         }
         if (a.count(IFLA_ADDRESS)) l.mac = formatMac(a[IFLA_ADDRESS]);
         if (a.count(IFLA_LINKINFO)) {
-            Attrs info = detail::parseAttrs(a[IFLA_LINKINFO].data(), a[IFLA_LINKINFO].size());
+            Attrs info = netlink::parseAttrs(a[IFLA_LINKINFO].data(), a[IFLA_LINKINFO].size());
             if (info.count(IFLA_INFO_KIND)) l.kind = std::string(info[IFLA_INFO_KIND].data());
         }
         links.push_back(std::move(l));
@@ -148,15 +130,15 @@ std::vector<Link> listLinks(NetlinkSocket& nl) {
     return links;
 }
 
-std::vector<Addr> listAddrs(NetlinkSocket& nl) {
-    NlRequest req(RTM_GETADDR, 0);
+std::vector<Addr> listAddrs(netlink::Socket& nl) {
+    netlink::Request req(RTM_GETADDR, 0);
     req.header<ifaddrmsg>()->ifa_family = AF_UNSPEC;
     std::vector<Addr> addrs;
     for (const auto& m : nl.dump(req, "addresses")) {
         if (m.type != RTM_NEWADDR) continue;
         auto* ifa = m.header<ifaddrmsg>();
         if (!ifa) continue;
-        Attrs a = detail::parseAttrs(m, sizeof(ifaddrmsg));
+        Attrs a = netlink::parseAttrs(m, sizeof(ifaddrmsg));
         // IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer on p2p links.
         std::string_view raw = a.count(IFA_LOCAL) ? a[IFA_LOCAL] : a[IFA_ADDRESS];
         if (raw.empty()) continue;
@@ -178,15 +160,15 @@ const Link* findLink(const std::vector<Link>& links, const std::string& name) {
     return nullptr;
 }
 
-int linkIndex(NetlinkSocket& nl, const std::string& name, const std::string& op) {
+int linkIndex(netlink::Socket& nl, const std::string& name, const std::string& op) {
     auto links = listLinks(nl);
     if (const Link* l = findLink(links, name)) return l->index;
     throw Error(StatusCode::kNotFound, op + ": no link named \"" + name + "\"");
 }
 
-void setLink(NetlinkSocket& nl, int index, const std::string& what, unsigned flags, unsigned change,
-             const std::string& newName, uint32_t mtu) {
-    NlRequest req(RTM_NEWLINK, 0);
+void setLink(netlink::Socket& nl, int index, const std::string& what, unsigned flags,
+             unsigned change, const std::string& newName, uint32_t mtu) {
+    netlink::Request req(RTM_NEWLINK, 0);
     auto* ifi = req.header<ifinfomsg>();
     ifi->ifi_family = AF_UNSPEC;
     ifi->ifi_index = index;
@@ -222,15 +204,15 @@ types::Interface toInterface(const Link& l, const std::vector<Addr>& addrs) {
 }
 
 // Dumped routes of the main table that this module manages (unicast).
-std::vector<NlMessage> mainRoutes(NetlinkSocket& nl) {
-    NlRequest req(RTM_GETROUTE, 0);
+std::vector<netlink::Message> mainRoutes(netlink::Socket& nl) {
+    netlink::Request req(RTM_GETROUTE, 0);
     req.header<rtmsg>()->rtm_family = AF_UNSPEC;
-    std::vector<NlMessage> out;
+    std::vector<netlink::Message> out;
     for (auto& m : nl.dump(req, "routes")) {
         if (m.type != RTM_NEWROUTE) continue;
         auto* rt = m.header<rtmsg>();
         if (!rt || rt->rtm_type != RTN_UNICAST) continue;
-        Attrs a = detail::parseAttrs(m, sizeof(rtmsg));
+        Attrs a = netlink::parseAttrs(m, sizeof(rtmsg));
         uint32_t table = rt->rtm_table;
         if (a.count(RTA_TABLE) && a[RTA_TABLE].size() >= 4)
             std::memcpy(&table, a[RTA_TABLE].data(), 4);
@@ -240,9 +222,9 @@ std::vector<NlMessage> mainRoutes(NetlinkSocket& nl) {
     return out;
 }
 
-types::Route toRoute(const NlMessage& m, const std::vector<Link>& links) {
+types::Route toRoute(const netlink::Message& m, const std::vector<Link>& links) {
     auto* rt = m.header<rtmsg>();
-    Attrs a = detail::parseAttrs(m, sizeof(rtmsg));
+    Attrs a = netlink::parseAttrs(m, sizeof(rtmsg));
     types::Route r;
     if (a.count(RTA_DST)) {
         r.set_dest(formatIp(rt->rtm_family, a[RTA_DST]) + "/" + std::to_string(rt->rtm_dst_len));
@@ -262,10 +244,10 @@ types::Route toRoute(const NlMessage& m, const std::vector<Link>& links) {
     return r;
 }
 
-bool isIpv6LinkLocalRoute(const NlMessage& m) {
+bool isIpv6LinkLocalRoute(const netlink::Message& m) {
     auto* rt = m.header<rtmsg>();
     if (rt->rtm_family != AF_INET6) return false;
-    Attrs a = detail::parseAttrs(m, sizeof(rtmsg));
+    Attrs a = netlink::parseAttrs(m, sizeof(rtmsg));
     if (!a.count(RTA_DST) || a[RTA_DST].size() < 2) return false;
     auto b0 = static_cast<unsigned char>(a[RTA_DST][0]);
     auto b1 = static_cast<unsigned char>(a[RTA_DST][1]);
@@ -280,7 +262,7 @@ std::string describeRoute(const types::Route& r) {
     return s;
 }
 
-void addRoute(NetlinkSocket& nl, const types::Route& r, const std::vector<Link>& links) {
+void addRoute(netlink::Socket& nl, const types::Route& r, const std::vector<Link>& links) {
     std::string what = describeRoute(r);
     auto bad = [&](const std::string& why) {
         throw Error(StatusCode::kInvalidArgument, "add route " + what + ": " + why);
@@ -320,7 +302,7 @@ void addRoute(NetlinkSocket& nl, const types::Route& r, const std::vector<Link>&
         bad("needs a device or a gateway");
     }
 
-    NlRequest req(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
+    netlink::Request req(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE);
     auto* rt = req.header<rtmsg>();
     rt->rtm_family = static_cast<unsigned char>(family);
     rt->rtm_dst_len = static_cast<unsigned char>(dstLen);
@@ -345,7 +327,7 @@ void addRoute(NetlinkSocket& nl, const types::Route& r, const std::vector<Link>&
 }  // namespace
 
 Interfaces listInterfaces() {
-    NetlinkSocket nl;
+    netlink::Socket nl;
     auto links = listLinks(nl);
     auto addrs = listAddrs(nl);
     Interfaces out;
@@ -354,7 +336,7 @@ Interfaces listInterfaces() {
 }
 
 Routes listRoutes() {
-    NetlinkSocket nl;
+    netlink::Socket nl;
     auto links = listLinks(nl);
     Routes out;
     for (const auto& m : mainRoutes(nl)) *out.add_routes() = toRoute(m, links);
@@ -364,7 +346,7 @@ Routes listRoutes() {
 types::Interface updateInterface(const types::Interface& iface) {
     std::string what = "interface " + (iface.name().empty() ? iface.device() : iface.name()) +
                        (iface.hwaddr().empty() ? "" : " (hwaddr " + iface.hwaddr() + ")");
-    NetlinkSocket nl;
+    netlink::Socket nl;
     auto links = listLinks(nl);
     const Link* link = nullptr;
     if (!iface.hwaddr().empty()) {
@@ -435,7 +417,7 @@ types::Interface updateInterface(const types::Interface& iface) {
         if (a.family == AF_INET6 && a.scope == RT_SCOPE_LINK) continue;
         auto ip = parseIp(a.address);
         if (!ip) continue;
-        NlRequest req(RTM_DELADDR, 0);
+        netlink::Request req(RTM_DELADDR, 0);
         auto* ifa = req.header<ifaddrmsg>();
         ifa->ifa_family = static_cast<unsigned char>(a.family);
         ifa->ifa_prefixlen = static_cast<unsigned char>(a.prefix);
@@ -450,7 +432,7 @@ types::Interface updateInterface(const types::Interface& iface) {
         }
     }
     for (const auto& w : wanted) {
-        NlRequest req(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
+        netlink::Request req(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE);
         auto* ifa = req.header<ifaddrmsg>();
         ifa->ifa_family = static_cast<unsigned char>(w.ip.family);
         ifa->ifa_prefixlen = static_cast<unsigned char>(w.prefix);
@@ -482,15 +464,18 @@ types::Interface updateInterface(const types::Interface& iface) {
 }
 
 Routes updateRoutes(const Routes& routes) {
-    NetlinkSocket nl;
+    netlink::Socket nl;
     auto links = listLinks(nl);
     for (const auto& m : mainRoutes(nl)) {
         if (isIpv6LinkLocalRoute(m)) continue;
+        // The kernel's own routes for the interfaces' addresses stay: the shim does not send
+        // them (they are protocol kernel on the host too), and gateways need them.
+        if (m.header<rtmsg>()->rtm_protocol == RTPROT_KERNEL) continue;
         // The dumped message describes the route exactly: send it back as a delete.
-        NlRequest req(RTM_DELROUTE, 0);
+        netlink::Request req(RTM_DELROUTE, 0);
         auto* rt = req.header<rtmsg>();
         *rt = *m.header<rtmsg>();
-        Attrs a = detail::parseAttrs(m, sizeof(rtmsg));
+        Attrs a = netlink::parseAttrs(m, sizeof(rtmsg));
         for (uint16_t t : {RTA_DST, RTA_GATEWAY, RTA_OIF, RTA_PREFSRC, RTA_PRIORITY, RTA_TABLE}) {
             if (a.count(t)) req.put(t, a[t].data(), a[t].size());
         }
@@ -514,7 +499,7 @@ Routes updateRoutes(const Routes& routes) {
 }
 
 void addArpNeighbors(const ARPNeighbors& neighbors) {
-    NetlinkSocket nl;
+    netlink::Socket nl;
     auto links = listLinks(nl);
     for (const auto& n : neighbors.arpneighbors()) {
         std::string what =
@@ -531,7 +516,7 @@ void addArpNeighbors(const ARPNeighbors& neighbors) {
             throw Error(StatusCode::kNotFound,
                         "add neighbor " + what + ": no link named \"" + n.device() + "\"");
         }
-        NlRequest req(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE);
+        netlink::Request req(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE);
         auto* nd = req.header<ndmsg>();
         nd->ndm_family = static_cast<unsigned char>(ip->family);
         nd->ndm_ifindex = l->index;
@@ -545,7 +530,7 @@ void addArpNeighbors(const ARPNeighbors& neighbors) {
 }
 
 void setupLoopback() {
-    NetlinkSocket nl;
+    netlink::Socket nl;
     int index = linkIndex(nl, "lo", "set up loopback");
     setLink(nl, index, "lo", IFF_UP, IFF_UP, "", 0);
 }

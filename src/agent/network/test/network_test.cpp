@@ -233,10 +233,11 @@ TEST_F(NetnsTest, UpdateRoutesReplacesRoutesLinkScopeFirst) {
     bool sawV6 = false, sawStaleV6 = false;
     for (const auto& r : v6routes) {
         sawV6 |= r["dst"] == "fd00:2::/64";
-        sawStaleV6 |= r["dst"] == "fd00:1::/64";  // the kernel's connected route was replaced
+        sawStaleV6 |= r["dst"] == "fd00:1::/64";  // the kernel's connected route stays
     }
     EXPECT_TRUE(sawV6) << v6routes.dump();
-    EXPECT_FALSE(sawStaleV6) << v6routes.dump();
+    EXPECT_TRUE(sawStaleV6) << "the kernel's own route for an address must stay: "
+                            << v6routes.dump();
 
     // The returned list is what listRoutes sees, with names resolved.
     bool sawDefault = false;
@@ -248,6 +249,23 @@ TEST_F(NetnsTest, UpdateRoutesReplacesRoutesLinkScopeFirst) {
         }
     }
     EXPECT_TRUE(sawDefault) << got.DebugString();
+}
+
+// The shim sends no protocol-kernel routes (Kata's rule): a gateway on the address's subnet must
+// still be reachable through the route the kernel made for the address.
+TEST_F(NetnsTest, UpdateRoutesKeepsTheKernelsAddressRoutes) {
+    addVeth("eth0");
+    ip("addr add 10.211.7.2/24 dev eth0");
+    ip("link set eth0 up");
+    Routes routes;
+    auto* def = routes.add_routes();
+    def->set_gateway("10.211.7.1");
+    def->set_device("eth0");
+    inNetns([&] { updateRoutes(routes); });
+    std::string shown;
+    for (const auto& r : ipJson("route show")) shown += r.dump() + "\n";
+    EXPECT_NE(shown.find("\"10.211.7.0/24\""), std::string::npos) << shown;
+    EXPECT_NE(shown.find("\"gateway\":\"10.211.7.1\""), std::string::npos) << shown;
 }
 
 TEST_F(NetnsTest, UpdateRoutesWithUnreachableGatewayFailsNamingIt) {

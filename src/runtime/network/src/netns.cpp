@@ -8,21 +8,12 @@
 #include "kata/common/error.h"
 #include "kata/common/log.h"
 #include "kata/network/pod_network.h"
+#include "rtnl.h"
 
 namespace kata::network {
 
-namespace {
-
-UniqueFd openNetns(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) throwErrno("open network namespace", path);
-    return fd;
-}
-
-}  // namespace
-
 NetnsGuard::NetnsGuard(const std::string& netnsPath) : path_(netnsPath) {
-    UniqueFd target = openNetns(netnsPath);
+    UniqueFd target = detail::openNetns(netnsPath);
     enter(target.get());
 }
 
@@ -40,8 +31,8 @@ void NetnsGuard::enter(int netnsFd) {
 NetnsGuard::~NetnsGuard() {
     if (::setns(original_.get(), CLONE_NEWNET) == 0) return;
     int err = errno;
-    log::Logger("network").error("cannot leave network namespace " + path_ + ": " +
-                                 errnoName(err) + "; aborting");
+    log::Logger("network").error("cannot leave network namespace " + path_ + ": " + errnoName(err) +
+                                 "; aborting");
     std::abort();
 }
 
@@ -60,7 +51,7 @@ void runInNetns(int netnsFd, const std::string& netnsPath, const std::function<v
 }
 
 void runInNetns(const std::string& netnsPath, const std::function<void()>& fn) {
-    UniqueFd fd = openNetns(netnsPath);
+    UniqueFd fd = detail::openNetns(netnsPath);
     runInNetns(fd.get(), netnsPath, fn);
 }
 

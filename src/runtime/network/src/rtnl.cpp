@@ -1,5 +1,6 @@
 #include "rtnl.h"
 
+#include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
@@ -11,6 +12,12 @@
 #include "kata/common/error.h"
 
 namespace kata::network::detail {
+
+UniqueFd openNetns(const std::string& netnsPath) {
+    UniqueFd fd(::open(netnsPath.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throwErrno("open network namespace", netnsPath);
+    return fd;
+}
 
 std::string onDevice(const std::string& device, const std::string& netnsPath) {
     return device + " in netns " + netnsPath;
@@ -77,8 +84,8 @@ std::map<int, std::vector<IpAddress>> dumpAddresses(netlink::Socket& nl,
 
 }  // namespace
 
-std::vector<Link> linksWithAddresses(netlink::Socket& nl, const std::string& netnsPath) {
-    std::vector<LinkInfo> links = dumpLinks(nl, netnsPath);
+std::vector<Link> linksWithAddresses(netlink::Socket& nl, const std::vector<LinkInfo>& links,
+                                     const std::string& netnsPath) {
     std::map<int, std::vector<IpAddress>> addrs = dumpAddresses(nl, netnsPath);
     std::vector<Link> out;
     for (const auto& l : links) {

@@ -11,6 +11,9 @@
 
 namespace kata::network::detail {
 
+// Opens a network namespace (O_RDONLY | O_CLOEXEC): "open network namespace <path>: ..." on error.
+UniqueFd openNetns(const std::string& netnsPath);
+
 // "eth0 in netns /run/netns/x": the <what> of every error about a device.
 std::string onDevice(const std::string& device, const std::string& netnsPath);
 
@@ -24,7 +27,8 @@ struct LinkInfo {
 
 std::vector<LinkInfo> dumpLinks(netlink::Socket& nl, const std::string& netnsPath);
 // scan()'s links: lo, our taps and links without addresses left out; by ifindex.
-std::vector<Link> linksWithAddresses(netlink::Socket& nl, const std::string& netnsPath);
+std::vector<Link> linksWithAddresses(netlink::Socket& nl, const std::vector<LinkInfo>& links,
+                                     const std::string& netnsPath);
 const LinkInfo* findLink(const std::vector<LinkInfo>& links, int index);
 
 // Sets the MTU and brings the link up.

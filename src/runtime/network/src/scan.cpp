@@ -70,7 +70,7 @@ NetnsScan scan(const std::string& netnsPath) {
     runInNetns(netnsPath, [&] {
         netlink::Socket nl;
         std::vector<detail::LinkInfo> links = detail::dumpLinks(nl, netnsPath);
-        result.links = detail::linksWithAddresses(nl, netnsPath);
+        result.links = detail::linksWithAddresses(nl, links, netnsPath);
         result.routes = dumpRoutes(nl, links, netnsPath);
         result.neighbors = dumpNeighbors(nl, links, netnsPath);
     });

@@ -161,8 +161,8 @@ void deleteIngressFilter(netlink::Socket& nl, int ifindex, const IngressFilter& 
     hdr->tcm_parent = kIngressHandle;
     hdr->tcm_info = TC_H_MAKE(uint32_t{filter.priority} << 16, filter.protocol);
     if (!filter.kind.empty()) req.putString(TCA_KIND, filter.kind);
-    nl.request(req, "delete " + filter.kind + " filter pref " + std::to_string(filter.priority) +
-                        " on",
+    nl.request(req,
+               "delete " + filter.kind + " filter pref " + std::to_string(filter.priority) + " on",
                what);
 }
 

@@ -22,6 +22,7 @@ std::string encodeState(const SandboxState& s) {
     j["vmRunDir"] = s.vmRunDir;
     j["shareRoot"] = s.shareRoot;
     j["hypervisorPid"] = s.hypervisorPid;
+    if (!s.netnsPath.empty()) j["netnsPath"] = s.netnsPath;
     j["containers"] = nlohmann::json::object();
     for (const auto& [id, c] : s.containers) {
         j["containers"][id] = {{"id", c.id}, {"bundle", c.bundle}, {"mounts", c.mounts}};
@@ -38,6 +39,7 @@ SandboxState decodeState(const std::string& text, const std::string& what) {
         s.vmRunDir = j.value("vmRunDir", "");
         s.shareRoot = j.value("shareRoot", "");
         s.hypervisorPid = j.value("hypervisorPid", 0);
+        s.netnsPath = j.value("netnsPath", "");
         const nlohmann::json containers = j.value("containers", nlohmann::json::object());
         for (const auto& [id, c] : containers.items()) {
             ContainerState cs;

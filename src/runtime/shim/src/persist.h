@@ -25,6 +25,7 @@ struct SandboxState {
     std::string vmRunDir;
     std::string shareRoot;  // /run/kata-containers/shared/sandboxes/<sid>
     pid_t hypervisorPid = 0;
+    std::string netnsPath;  // the pod's netns, where our taps and tc filters are
     std::map<std::string, ContainerState> containers;
 };
 

@@ -8,6 +8,7 @@
 #include "factory.h"
 #include "fs_share.h"
 #include "kata/common/error.h"
+#include "spec_rewrite.h"
 #include "timing.h"
 
 namespace kata::shim {
@@ -233,6 +234,52 @@ void Sandbox::start(const SandboxSetup& setup) {
         }
         throw;
     }
+}
+
+std::shared_ptr<Container> Sandbox::createContainer(const ContainerSetup& setup) {
+    const std::string& cid = setup.id;
+    auto agent = this->agent();
+    grpc::Spec spec = setup.spec;
+    const std::string rootfsHost = paths_.containerRootfsHost(id_, cid);
+    const std::string hostDir = fs::path(rootfsHost).parent_path().string();
+    auto binds = hostBindMounts(spec, cid);
+    std::vector<std::string> sharedPaths;
+    MountSet mounts;
+    try {
+        mounts = mountRootfs(setup.rootfs, setup.bundle, spec.root().path(), rootfsHost);
+        for (const auto& b : binds) {
+            std::string target = sharedDir() + "/" + b.shareName;
+            sharedPaths.push_back(target);
+            bindMount(b.hostSource, target, b.readonly, mounts);
+        }
+    } catch (...) {
+        mounts.unmountAll();
+        std::error_code ec;
+        for (const auto& p : sharedPaths) fs::remove(p, ec);
+        fs::remove_all(hostDir, ec);
+        throw;
+    }
+    // From here on the container owns what was made; destroying it undoes a failed create.
+    auto container = std::make_shared<Container>(cid, setup.bundle, agent, std::move(mounts),
+                                                 std::move(sharedPaths), hostDir);
+    try {
+        GuestSpecOptions gopts;
+        gopts.disableGuestSeccomp = cfg_.runtime.disableGuestSeccomp;
+        rewriteSpecForGuest(spec, cid, binds, gopts);
+        grpc::CreateContainerRequest req;
+        req.set_container_id(cid);
+        req.set_exec_id(cid);
+        req.set_sandbox_pidns(setup.sharesPodPidns);
+        *req.mutable_oci() = spec;
+        StepTimer step;
+        agent->createContainer(req);
+        step.done(log_.with("container", cid), "create-container",
+                  "container created in the guest");
+    } catch (...) {
+        container->destroy(false);
+        throw;
+    }
+    return container;
 }
 
 void Sandbox::stop() {

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "agent_client.h"
+#include "container.h"
+#include "containerd/types/mount.pb.h"
 #include "kata/common/log.h"
 #include "kata/config/config.h"
 #include "kata/hypervisor/hypervisor.h"
@@ -37,6 +39,15 @@ SandboxDeps realSandboxDeps();
 grpc::Storage sharedFsStorage(const config::RuntimeConfig& cfg);
 
 // What the pod asks of its sandbox, from the sandbox container's spec.
+// A container to make in the sandbox: containerd's bundle and rootfs mounts, and its spec.
+struct ContainerSetup {
+    std::string id;
+    std::string bundle;
+    std::vector<containerd::types::Mount> rootfs;
+    grpc::Spec spec;              // the bundle's config.json, as the host sees it
+    bool sharesPodPidns = false;  // shareProcessNamespace
+};
+
 struct SandboxSetup {
     std::string netnsPath;         // the pod's network namespace (CNI's veth); empty = none
     std::string hostname;          // the guest's and every container's hostname
@@ -58,6 +69,10 @@ class Sandbox {
     // Best-effort DestroySandbox, stops the VM, unmounts and removes the share tree. Idempotent.
     void stop();
 
+    // Mounts the container's rootfs and host bind mounts on the share, rewrites its spec for
+    // the guest and creates it there. On failure nothing of it is left.
+    std::shared_ptr<Container> createContainer(const ContainerSetup& setup);
+
     // Called once, from the hypervisor's watcher thread, if the VM dies under us.
     void setVmExitHandler(std::function<void(const std::string& reason)> fn);
     bool vmAlive() const;
@@ -65,7 +80,6 @@ class Sandbox {
     const std::string& id() const { return id_; }
     const config::RuntimeConfig& config() const { return cfg_; }
     const Paths& paths() const { return paths_; }
-    std::shared_ptr<AgentClient> agent() const;
     pid_t vmPid() const;
     std::string vmRunDir() const { return paths_.vmRunDir(id_); }
     std::string sharedDir() const { return paths_.sharedDir(id_); }
@@ -74,6 +88,8 @@ class Sandbox {
     void resumeVm();
 
   private:
+    std::shared_ptr<AgentClient> agent() const;
+
     std::string id_;
     config::RuntimeConfig cfg_;
     Paths paths_;

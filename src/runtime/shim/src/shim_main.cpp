@@ -26,6 +26,7 @@
 #include "kata/common/log.h"
 #include "kata/common/version.h"
 #include "kata/hypervisor/hypervisor.h"
+#include "kata/network/pod_network.h"
 #include "kata/ttrpc/ttrpc.h"
 #include "options.h"
 #include "paths.h"
@@ -152,6 +153,13 @@ int runDelete(const ShimOptions& opts) {
 
     if (sid == opts.id) {
         hypervisor::cleanupStaleVm(paths.vmRunDir(sid));
+        if (state && !state->netnsPath.empty()) {
+            try {
+                network::detachAll(state->netnsPath);
+            } catch (const Error& e) {
+                log.warn("clean up the pod network in " + state->netnsPath + ": " + e.what());
+            }
+        }
         std::string problem = cleanupTree(paths.sandboxShareRoot(sid));
         if (!problem.empty()) log.warn("clean up " + paths.sandboxShareRoot(sid) + ": " + problem);
         removeState(paths, sid);

@@ -12,7 +12,6 @@
 #include "kata/ttrpc/ttrpc.h"
 #include "options.h"
 #include "pod.h"
-#include "spec_rewrite.h"
 #include "stats.h"
 #include "timing.h"
 
@@ -24,7 +23,6 @@ using containerd::v1::types::Status;
 
 namespace {
 constexpr auto kDrainTimeout = std::chrono::seconds(5);
-constexpr uint32_t kRemoveTimeoutSec = 10;
 constexpr uint32_t kVmLostStatus = 255;
 }  // namespace
 
@@ -43,13 +41,13 @@ struct TaskService::Proc {
     std::unique_ptr<ProcessIo> io;
 };
 
-struct TaskService::Container {
+// containerd's view of one container: its processes; the guest side is the Container.
+struct TaskService::Task {
     std::string id;
     std::string bundle;
+    std::shared_ptr<Container> ctr;
     std::shared_ptr<Proc> init;
     std::map<std::string, std::shared_ptr<Proc>> execs;
-    MountSet mounts;
-    std::vector<std::string> sharedPaths;  // files/dirs made under the shared dir
     bool paused = false;
 };
 
@@ -80,22 +78,26 @@ void TaskService::setShutdownHandler(std::function<void()> fn) {
 
 size_t TaskService::containerCount() const {
     std::lock_guard<std::mutex> lk(mu_);
-    return containers_.size();
+    return tasks_.size();
 }
 
-TaskService::Container& TaskService::findContainer(const std::string& cid) {
-    auto it = containers_.find(cid);
-    if (it == containers_.end()) {
+TaskService::Task& TaskService::findTask(const std::string& cid) {
+    auto it = tasks_.find(cid);
+    if (it == tasks_.end()) {
         throw Error(StatusCode::kNotFound, "container " + cid + ": not found");
     }
     return *it->second;
 }
 
+std::shared_ptr<Container> TaskService::containerOf(const std::string& cid) {
+    std::lock_guard<std::mutex> lk(mu_);
+    return findTask(cid).ctr;
+}
+
 std::shared_ptr<TaskService::Proc> TaskService::findProc(const std::string& cid,
-                                                         const std::string& execId,
-                                                         Container** container) {
-    Container& c = findContainer(cid);
-    if (container) *container = &c;
+                                                         const std::string& execId, Task** task) {
+    Task& c = findTask(cid);
+    if (task) *task = &c;
     if (execId.empty()) return c.init;
     auto it = c.execs.find(execId);
     if (it == c.execs.end()) {
@@ -113,12 +115,12 @@ void TaskService::persistLocked() {
     s.vmRunDir = sandbox_->vmRunDir();
     s.shareRoot = opts_.paths.sandboxShareRoot(s.sandboxId);
     s.hypervisorPid = sandbox_->vmPid();
-    for (const auto& [id, c] : containers_) {
+    s.netnsPath = netnsPath_;
+    for (const auto& [id, c] : tasks_) {
         ContainerState cs;
         cs.id = id;
         cs.bundle = c->bundle;
-        cs.mounts = c->mounts.points();
-        cs.mounts.insert(cs.mounts.end(), c->sharedPaths.begin(), c->sharedPaths.end());
+        cs.mounts = c->ctr->hostPaths();
         s.containers[id] = cs;
     }
     try {
@@ -150,7 +152,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
     StepTimer total;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        if (containers_.count(id)) {
+        if (tasks_.count(id)) {
             throw Error(StatusCode::kAlreadyExists, "create task " + id + ": already exists");
         }
         if (shutdownRequested_) {
@@ -191,6 +193,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
             {
                 std::lock_guard<std::mutex> lk(mu_);
                 sandbox_ = sb;
+                netnsPath_ = pod.netnsPath;
                 persistLocked();  // so `delete` finds the run dir if we die while booting
             }
             SandboxSetup setup;
@@ -210,30 +213,16 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
         }
 
         try {
-            auto c = std::make_unique<Container>();
+            auto c = std::make_unique<Task>();
             c->id = id;
             c->bundle = req.bundle();
-            std::vector<containerd::types::Mount> rootfs(req.rootfs().begin(), req.rootfs().end());
-            c->mounts = mountRootfs(rootfs, req.bundle(), spec.root().path(),
-                                    opts_.paths.containerRootfsHost(sid, id));
-            auto binds = hostBindMounts(spec, id);
-            for (const auto& b : binds) {
-                std::string target = sb->sharedDir() + "/" + b.shareName;
-                c->sharedPaths.push_back(target);
-                bindMount(b.hostSource, target, b.readonly, c->mounts);
-            }
-            GuestSpecOptions gopts;
-            gopts.disableGuestSeccomp = sb->config().runtime.disableGuestSeccomp;
-            rewriteSpecForGuest(spec, id, binds, gopts);
-
-            grpc::CreateContainerRequest creq;
-            creq.set_container_id(id);
-            creq.set_exec_id(id);
-            creq.set_sandbox_pidns(pod.sharesPodPidns);
-            *creq.mutable_oci() = spec;
-            StepTimer step;
-            sb->agent()->createContainer(creq);
-            step.done(log, "create-container", "container created in the guest");
+            ContainerSetup cs;
+            cs.id = id;
+            cs.bundle = req.bundle();
+            cs.rootfs.assign(req.rootfs().begin(), req.rootfs().end());
+            cs.spec = std::move(spec);
+            cs.sharesPodPidns = pod.sharesPodPidns;
+            c->ctr = sb->createContainer(cs);
 
             auto p = std::make_shared<Proc>();
             p->cid = id;
@@ -243,7 +232,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
             c->init = p;
             {
                 std::lock_guard<std::mutex> lk(mu_);
-                containers_[id] = std::move(c);
+                tasks_[id] = std::move(c);
                 persistLocked();
             }
             total.done(log.with("pid", std::to_string(p->pid)), "create-task", "container created");
@@ -274,19 +263,20 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
 }
 
 void TaskService::startWaiter(const std::shared_ptr<Proc>& p) {
-    std::shared_ptr<AgentClient> agent;
+    std::shared_ptr<Container> ctr;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        agent = sandbox_ ? sandbox_->agent() : nullptr;
+        auto it = tasks_.find(p->cid);
+        if (it != tasks_.end()) ctr = it->second->ctr;
         ++waitersRunning_;
     }
-    std::thread([this, p, agent] {
+    std::thread([this, p, ctr] {
         log::Logger log = log_.with("container", p->cid).with("exec", p->execId);
         StepTimer waited;
         uint32_t status = kVmLostStatus;
         try {
-            if (!agent) throw Error(StatusCode::kUnavailable, "no agent");
-            int32_t st = agent->waitProcess(p->cid, p->agentExecId);
+            if (!ctr) throw Error(StatusCode::kUnavailable, "container gone");
+            int32_t st = ctr->wait(p->agentExecId);
             status = st < 0 ? kVmLostStatus : static_cast<uint32_t>(st);
         } catch (const Error& e) {
             log.warn(std::string("wait for process: ") + e.what());
@@ -317,32 +307,30 @@ void TaskService::startWaiter(const std::shared_ptr<Proc>& p) {
 
 task::StartResponse TaskService::start(const task::StartRequest& req) {
     std::shared_ptr<Proc> p;
+    std::shared_ptr<Container> ctr;
     std::shared_ptr<Sandbox> sb;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        p = findProc(req.id(), req.exec_id());
+        Task* t = nullptr;
+        p = findProc(req.id(), req.exec_id(), &t);
         if (p->started) {
             throw Error(StatusCode::kFailedPrecondition,
                         "start " + req.id() + (req.exec_id().empty() ? "" : "/" + req.exec_id()) +
                             ": already started");
         }
+        ctr = t->ctr;
         sb = sandbox_;
     }
     if (!sb) throw Error(StatusCode::kFailedPrecondition, "start " + req.id() + ": no sandbox");
-    auto agent = sb->agent();
     StepTimer step;
     if (req.exec_id().empty()) {
-        agent->startContainer(req.id());
+        ctr->start();
         step.done(log_.with("container", req.id()), "start-container",
                   "container started in the guest");
     } else {
-        grpc::ExecProcessRequest er;
-        er.set_container_id(req.id());
-        er.set_exec_id(req.exec_id());
-        *er.mutable_process() = p->execSpec;
-        agent->execProcess(er);
+        ctr->exec(req.exec_id(), p->execSpec);
     }
-    auto io = std::make_unique<ProcessIo>(agent, p->cid, p->agentExecId, p->stdio);
+    auto io = ctr->openIo(p->agentExecId, p->stdio);
     try {
         io->start();
     } catch (const Error& e) {
@@ -378,12 +366,12 @@ task::StartResponse TaskService::start(const task::StartRequest& req) {
 
 task::DeleteResponse TaskService::remove(const task::DeleteRequest& req) {
     task::DeleteResponse resp;
-    std::unique_ptr<Container> gone;
+    std::unique_ptr<Task> gone;
     std::shared_ptr<Sandbox> sb;
     bool last = false;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        Container* c = nullptr;
+        Task* c = nullptr;
         auto p = findProc(req.id(), req.exec_id(), &c);
         if (p->started && !p->exited) {
             throw Error(StatusCode::kFailedPrecondition,
@@ -410,28 +398,16 @@ task::DeleteResponse TaskService::remove(const task::DeleteRequest& req) {
                     .warn("exec still running while its container is deleted");
             }
         }
-        auto it = containers_.find(req.id());
+        auto it = tasks_.find(req.id());
         gone = std::move(it->second);
-        containers_.erase(it);
+        tasks_.erase(it);
         persistLocked();
-        last = containers_.empty();
+        last = tasks_.empty();
         sb = sandbox_;
     }
     log::Logger log = log_.with("container", req.id());
     StepTimer step;
-    if (sb && sb->vmAlive()) {
-        try {
-            sb->agent()->removeContainer(req.id(), kRemoveTimeoutSec);
-        } catch (const Error& e) {
-            log.warn(std::string("remove container in the guest: ") + e.what());
-        }
-    }
-    gone->mounts.unmountAll();
-    std::error_code ec;
-    if (sb)
-        fs::remove_all(fs::path(opts_.paths.containerRootfsHost(sb->id(), req.id())).parent_path(),
-                       ec);
-    for (const auto& path : gone->sharedPaths) fs::remove(path, ec);
+    gone->ctr->destroy(sb && sb->vmAlive());
 
     ev::TaskDelete e;
     e.set_container_id(req.id());
@@ -453,7 +429,7 @@ void TaskService::exec(const task::ExecProcessRequest& req) {
     spec.set_terminal(req.terminal());
     {
         std::lock_guard<std::mutex> lk(mu_);
-        Container& c = findContainer(req.id());
+        Task& c = findTask(req.id());
         if (!c.init->started || c.init->exited) {
             throw Error(StatusCode::kFailedPrecondition,
                         "exec " + req.exec_id() + " in container " + req.id() + ": not running");
@@ -478,7 +454,7 @@ void TaskService::exec(const task::ExecProcessRequest& req) {
 
 task::StateResponse TaskService::state(const task::StateRequest& req) {
     std::lock_guard<std::mutex> lk(mu_);
-    Container* c = nullptr;
+    Task* c = nullptr;
     auto p = findProc(req.id(), req.exec_id(), &c);
     task::StateResponse r;
     r.set_id(req.id());
@@ -499,7 +475,7 @@ task::StateResponse TaskService::state(const task::StateRequest& req) {
 
 task::PidsResponse TaskService::pids(const task::PidsRequest& req) {
     std::lock_guard<std::mutex> lk(mu_);
-    findContainer(req.id());
+    findTask(req.id());
     task::PidsResponse r;
     // The container's processes live in the guest; the host only has the VM.
     if (sandbox_) r.add_processes()->set_pid(static_cast<uint32_t>(sandbox_->vmPid()));
@@ -507,16 +483,10 @@ task::PidsResponse TaskService::pids(const task::PidsRequest& req) {
 }
 
 void TaskService::pause(const task::PauseRequest& req) {
-    std::shared_ptr<Sandbox> sb;
+    containerOf(req.id())->pause();
     {
         std::lock_guard<std::mutex> lk(mu_);
-        findContainer(req.id());
-        sb = sandbox_;
-    }
-    sb->agent()->pauseContainer(req.id());
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        findContainer(req.id()).paused = true;
+        findTask(req.id()).paused = true;
     }
     ev::TaskPaused e;
     e.set_container_id(req.id());
@@ -524,16 +494,10 @@ void TaskService::pause(const task::PauseRequest& req) {
 }
 
 void TaskService::resume(const task::ResumeRequest& req) {
-    std::shared_ptr<Sandbox> sb;
+    containerOf(req.id())->resume();
     {
         std::lock_guard<std::mutex> lk(mu_);
-        findContainer(req.id());
-        sb = sandbox_;
-    }
-    sb->agent()->resumeContainer(req.id());
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        findContainer(req.id()).paused = false;
+        findTask(req.id()).paused = false;
     }
     ev::TaskResumed e;
     e.set_container_id(req.id());
@@ -541,11 +505,12 @@ void TaskService::resume(const task::ResumeRequest& req) {
 }
 
 void TaskService::kill(const task::KillRequest& req) {
-    std::shared_ptr<Sandbox> sb;
+    std::shared_ptr<Container> ctr;
     std::string agentExecId;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        auto p = findProc(req.id(), req.exec_id());
+        Task* t = nullptr;
+        auto p = findProc(req.id(), req.exec_id(), &t);
         if (p->exited && !req.all()) {
             throw Error(StatusCode::kNotFound,
                         "kill " + req.id() + (req.exec_id().empty() ? "" : "/" + req.exec_id()) +
@@ -553,22 +518,22 @@ void TaskService::kill(const task::KillRequest& req) {
         }
         // An empty exec id makes the agent signal every process of the container.
         agentExecId = req.all() && req.exec_id().empty() ? "" : p->agentExecId;
-        sb = sandbox_;
+        ctr = t->ctr;
     }
-    if (!sb) throw Error(StatusCode::kNotFound, "kill " + req.id() + ": no sandbox");
-    sb->agent()->signalProcess(req.id(), agentExecId, req.signal());
+    ctr->signal(agentExecId, req.signal());
 }
 
 void TaskService::resizePty(const task::ResizePtyRequest& req) {
-    std::shared_ptr<Sandbox> sb;
+    std::shared_ptr<Container> ctr;
     std::shared_ptr<Proc> p;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        p = findProc(req.id(), req.exec_id());
+        Task* t = nullptr;
+        p = findProc(req.id(), req.exec_id(), &t);
         if (!p->stdio.terminal || !p->started || p->exited) return;
-        sb = sandbox_;
+        ctr = t->ctr;
     }
-    sb->agent()->ttyWinResize(req.id(), p->agentExecId, req.height(), req.width());
+    ctr->resizePty(p->agentExecId, req.height(), req.width());
 }
 
 void TaskService::closeIO(const task::CloseIORequest& req) {
@@ -579,13 +544,7 @@ void TaskService::closeIO(const task::CloseIORequest& req) {
 
 void TaskService::update(const task::UpdateTaskRequest& req) {
     grpc::LinuxResources res = oci::resourcesFromJson(req.resources().value());
-    std::shared_ptr<Sandbox> sb;
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        findContainer(req.id());
-        sb = sandbox_;
-    }
-    sb->agent()->updateContainer(req.id(), res);
+    containerOf(req.id())->update(res);
 }
 
 task::WaitResponse TaskService::wait(const task::WaitRequest& req) {
@@ -599,14 +558,9 @@ task::WaitResponse TaskService::wait(const task::WaitRequest& req) {
 }
 
 task::StatsResponse TaskService::stats(const task::StatsRequest& req) {
-    std::shared_ptr<Sandbox> sb;
-    {
-        std::lock_guard<std::mutex> lk(mu_);
-        findContainer(req.id());
-        sb = sandbox_;
-    }
+    auto ctr = containerOf(req.id());
     task::StatsResponse r;
-    *r.mutable_stats() = packMetrics(metricsFromAgentStats(sb->agent()->statsContainer(req.id())));
+    *r.mutable_stats() = packMetrics(metricsFromAgentStats(ctr->stats()));
     return r;
 }
 
@@ -623,7 +577,7 @@ void TaskService::shutdown(const task::ShutdownRequest& req) {
     std::function<void()> fn;
     {
         std::lock_guard<std::mutex> lk(mu_);
-        if (!containers_.empty() && !req.now()) return;
+        if (!tasks_.empty() && !req.now()) return;
         shutdownRequested_ = true;
         fn = onShutdown_;
     }

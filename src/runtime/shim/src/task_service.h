@@ -13,7 +13,6 @@
 
 #include "containerd/runtime/task/v2/shim.pb.h"
 #include "events.h"
-#include "fs_share.h"
 #include "io.h"
 #include "kata/common/log.h"
 #include "kata/config/config.h"
@@ -68,11 +67,13 @@ class TaskService {
 
   private:
     struct Proc;
-    struct Container;
+    struct Task;
 
     std::shared_ptr<Proc> findProc(const std::string& cid, const std::string& execId,
-                                   Container** container = nullptr);
-    Container& findContainer(const std::string& cid);
+                                   Task** task = nullptr);
+    Task& findTask(const std::string& cid);
+    // The container of a task, for a call outside mu_.
+    std::shared_ptr<Container> containerOf(const std::string& cid);
     void startWaiter(const std::shared_ptr<Proc>& p);
     void persistLocked();
     void stopSandbox();
@@ -86,7 +87,8 @@ class TaskService {
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::shared_ptr<Sandbox> sandbox_;
-    std::map<std::string, std::unique_ptr<Container>> containers_;
+    std::string netnsPath_;  // the sandbox's pod netns, persisted for `shim delete`
+    std::map<std::string, std::unique_ptr<Task>> tasks_;
     std::function<void()> onShutdown_;
     bool shutdownRequested_ = false;
     int waitersRunning_ = 0;  // detached waiter threads that still use this object

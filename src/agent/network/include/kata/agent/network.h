@@ -26,7 +26,8 @@ Routes listRoutes();
 // brings it up. Returns the link as listed afterwards. kNotFound when no link matches.
 types::Interface updateInterface(const types::Interface& iface);
 
-// Deletes every main-table unicast route except IPv6 link-local ones, then adds the given
+// Deletes every main-table unicast route except IPv6 link-local ones and the kernel's own
+// (protocol kernel: made for the interfaces' addresses), then adds the given
 // routes: link-scope (no gateway) routes first, then gateway routes. Returns listRoutes().
 Routes updateRoutes(const Routes& routes);
 

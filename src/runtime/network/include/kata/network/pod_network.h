@@ -82,7 +82,7 @@ struct Route {
 struct Neighbor {
     int family = 0;
     std::string ip;
-    std::string mac;     // "" while unresolved
+    std::string mac;  // "" while unresolved
     std::string device;
     uint16_t state = 0;  // NUD_PERMANENT (0x80), NUD_REACHABLE (0x02), ... (linux/neighbour.h)
 };
@@ -104,7 +104,8 @@ std::string tapName(size_t n);
 bool isTapName(const std::string& name);
 
 // One attached link: owns the tap (and its open fd), both ingress qdiscs and both filters.
-// Destroying it detaches (errors are logged); a moved-from endpoint owns nothing.
+// Destroying it detaches (errors are logged); a moved-from endpoint owns nothing and only
+// attached() and tapFd() may be asked. One owner: calls on one endpoint are not synchronised.
 class TapEndpoint {
   public:
     TapEndpoint(TapEndpoint&&) noexcept;
@@ -141,9 +142,10 @@ class TapEndpoint {
 std::vector<TapEndpoint> attach(const std::string& netnsPath);
 
 // Cleans up after a shim that died while attached: deletes every tap<n>_kata link and, on every
-// other link, the u32 ingress filters that mirred-redirect to one of those taps (or to a device
-// that no longer exists), and the ingress qdisc once no filter is left on it. Other qdiscs and
-// filters are left alone. Idempotent.
+// other link, the u32 ingress filters whose mirred redirects all go to one of those taps (or to
+// a device that no longer exists), and that link's ingress qdisc once no filter is left on it
+// (an empty one too when a leftover tap shows a shim died between adding qdisc and filter).
+// Other qdiscs and filters are left alone. Idempotent.
 void detachAll(const std::string& netnsPath);
 
 }  // namespace kata::network
