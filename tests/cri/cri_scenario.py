@@ -1,0 +1,584 @@
+#!/usr/bin/python3
+"""The CRI end-to-end scenario run by cri_runc_test.sh and cri_kata_test.sh.
+
+Runs inside the test's network namespace (cri_setup made it), against the test's containerd,
+with one runtime handler. Prints one `PASS: name: detail` or `FAIL: name: reason` line per
+check; the calling script counts them. Checks whose prerequisite failed are reported as FAIL
+("not run: ..."), so every run reports the same number of checks.
+
+The environment comes from tests/cri/lib.sh's cri_setup: CRI_SOCKET CRI_DIR CRI_SUBNET
+CRI_GATEWAY CRI_NETWORK CRI_LOG_DIR CRI_CGROUP_PARENT CRI_PAUSE_IMAGE CRI_BUSYBOX_IMAGE.
+"""
+
+import argparse
+import ipaddress
+import os
+import random
+import re
+import sys
+import time
+import traceback
+import urllib.request
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cri_client import CriClient, CriError  # noqa: E402
+
+CNI_RESULTS = "/var/lib/cni/results"
+
+
+class NotRun(Exception):
+    pass
+
+
+class Scenario:
+    def __init__(self, args):
+        self.args = args
+        self.handler = args.handler
+        self.env = os.environ
+        self.cri = CriClient(self.env["CRI_SOCKET"], timeout=args.call_timeout,
+                             build_dir=os.path.join(self.env["CRI_DIR"], "proto-build"))
+        self.api = self.cri.api
+        self.passed = 0
+        self.failed = 0
+        self.state = {}
+        self.subnet = ipaddress.ip_network(self.env["CRI_SUBNET"])
+        self.gateway = self.env["CRI_GATEWAY"]
+        self.token = "kcri-token-%08x" % random.getrandbits(32)
+        self.host_port = random.randint(20000, 29999)
+        self.dns_server = str(self.subnet.network_address + 53)  # never answers; not contacted
+        suffix = self.env.get("CRI_ID", "%08x" % random.getrandbits(32))
+        self.pod_name = "kcri-pod-" + suffix
+        self.pod_uid = "uid-" + suffix
+        self.pod_hostname = "kcri-host-" + suffix[:6]
+        self.share = os.path.join(self.env["CRI_DIR"], "share")
+        self.log_dir = os.path.join(self.env["CRI_LOG_DIR"], "kcri_%s_%s" % (self.pod_name,
+                                                                            self.pod_uid))
+
+    # ---- reporting ----
+
+    def check(self, name, fn, needs=()):
+        missing = [n for n in needs if n not in self.state]
+        if missing:
+            self.report(False, name, "not run: needs %s" % ", ".join(missing))
+            return None
+        try:
+            detail = fn()
+        except NotRun as e:
+            self.report(False, name, "not run: %s" % e)
+            return None
+        except (AssertionError, CriError, OSError, ValueError, KeyError) as e:
+            self.report(False, name, "%s: %s" % (type(e).__name__, e))
+            return None
+        except Exception as e:  # a bug in the scenario itself: still one FAIL line, go on
+            self.report(False, name, "unexpected %s: %s\n%s" % (type(e).__name__, e,
+                                                                traceback.format_exc()))
+            return None
+        self.report(True, name, detail or "")
+        return True
+
+    def report(self, ok, name, detail):
+        if ok:
+            self.passed += 1
+        else:
+            self.failed += 1
+        line = "%s: %s [%s]%s" % ("PASS" if ok else "FAIL", name, self.handler,
+                                  (": " + detail) if detail else "")
+        print(line, flush=True)
+
+    # ---- helpers ----
+
+    def wait_for(self, what, fn, seconds, interval=0.25):
+        """Calls fn until it returns a true value (returned) or `seconds` pass (AssertionError
+        with the last value or error)."""
+        deadline = time.monotonic() + seconds * self.args.time_scale
+        last = None
+        while True:
+            try:
+                value = fn()
+                if value:
+                    return value
+                last = repr(value)
+            except (CriError, OSError, AssertionError, ValueError) as e:
+                last = "%s: %s" % (type(e).__name__, e)
+            if time.monotonic() >= deadline:
+                raise AssertionError("timed out waiting for %s (last: %s)" % (what, last))
+            time.sleep(interval)
+
+    def http_get(self, url, timeout=2.0):
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url, timeout=timeout) as r:
+            return r.read().decode(errors="replace")
+
+    def exec_sync(self, cid, cmd, timeout=30):
+        # `timeout` is ExecSync's own (seconds, in the request); the gRPC deadline is longer.
+        return self.cri.ExecSync(container_id=cid, cmd=cmd, timeout=timeout,
+                                 _timeout=timeout * self.args.time_scale + 30)
+
+    def pod_config(self):
+        return {
+            "metadata": {"name": self.pod_name, "uid": self.pod_uid, "namespace": "kcri",
+                         "attempt": 0},
+            "hostname": self.pod_hostname,
+            "log_directory": self.log_dir,
+            "dns_config": {"servers": [self.dns_server],
+                           "searches": ["kcri.test", "svc.kcri.test"],
+                           "options": ["ndots:2", "timeout:1"]},
+            "port_mappings": [{"protocol": "TCP", "container_port": 8080,
+                               "host_port": self.host_port}],
+            "labels": {"kcri-test": "1", "app": "web"},
+            "annotations": {"kcri.example/note": "cri end-to-end test"},
+            "linux": {
+                "cgroup_parent": self.env["CRI_CGROUP_PARENT"],
+                "security_context": {
+                    "namespace_options": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"},
+                },
+            },
+        }
+
+    def container_config(self, name, command, **extra):
+        cfg = {
+            "metadata": {"name": name, "attempt": 0},
+            "image": {"image": self.env["CRI_BUSYBOX_IMAGE"]},
+            "command": command,
+            "log_path": "%s/0.log" % name,
+            "labels": {"kcri-test": "1", "container": name},
+            "annotations": {"kcri.example/container": name},
+            "linux": {"resources": {"cpu_shares": 256, "memory_limit_in_bytes": 256 << 20},
+                      "security_context": {"namespace_options": {"network": "POD",
+                                                                 "pid": "CONTAINER",
+                                                                 "ipc": "POD"},
+                                           "no_new_privs": True}},
+        }
+        cfg.update(extra)
+        return cfg
+
+    def create_and_start(self, key, name, command, **extra):
+        pod = self.state["pod"]
+        cid = self.cri.CreateContainer(pod_sandbox_id=pod,
+                                       config=self.container_config(name, command, **extra),
+                                       sandbox_config=self.pod_config()).container_id
+        assert cid, "CreateContainer returned no id"
+        self.state[key + "_created"] = cid
+        self.cri.StartContainer(container_id=cid)
+        self.state[key] = cid
+        return cid
+
+    def status(self, cid):
+        return self.cri.ContainerStatus(container_id=cid).status
+
+    def cni_results(self):
+        net = self.env["CRI_NETWORK"]
+        pod = self.state.get("pod", "")
+        try:
+            return sorted(f for f in os.listdir(CNI_RESULTS)
+                          if f.startswith(net + "-" + pod))
+        except FileNotFoundError:
+            return []
+
+    # ---- the checks ----
+
+    def run(self):
+        A = self.api
+        os.makedirs(self.share, exist_ok=True)
+        with open(os.path.join(self.share, "hello.txt"), "w") as f:
+            f.write("hello from the host\n")
+
+        def version():
+            v = self.cri.Version(version="v1")
+            assert v.runtime_name == "containerd", v.runtime_name
+            assert v.runtime_api_version == "v1", v.runtime_api_version
+            return "%s %s, CRI %s" % (v.runtime_name, v.runtime_version, v.runtime_api_version)
+        self.check("Version", version)
+
+        def runtime_ready():
+            st = self.cri.Status(verbose=False).status
+            conds = {c.type: (c.status, c.reason) for c in st.conditions}
+            assert conds.get("RuntimeReady", (False,))[0], conds
+            assert conds.get("NetworkReady", (False,))[0], conds
+            return ", ".join("%s=%s" % (k, v[0]) for k, v in sorted(conds.items()))
+        self.check("Status: RuntimeReady and NetworkReady", runtime_ready)
+
+        def images():
+            names = []
+            for ref in (self.env["CRI_PAUSE_IMAGE"], self.env["CRI_BUSYBOX_IMAGE"]):
+                img = self.cri.ImageStatus(image={"image": ref}).image
+                assert img.id, "ImageStatus: %s not found" % ref
+                assert img.size > 0, "%s: size 0" % ref
+                names.append("%s (%s)" % (ref, img.id[:19]))
+            listed = {t for i in self.cri.ListImages().images for t in i.repo_tags}
+            for ref in (self.env["CRI_PAUSE_IMAGE"], self.env["CRI_BUSYBOX_IMAGE"]):
+                assert ref in listed, "ListImages lacks %s: %s" % (ref, sorted(listed))
+            missing = self.cri.ImageStatus(image={"image": "docker.io/kcri/absent:1"}).image
+            assert not missing.id, "ImageStatus of an absent image returned %s" % missing.id
+            return ", ".join(names)
+        self.check("ImageStatus/ListImages: pause and busybox imported", images)
+
+        def run_pod():
+            t0 = time.monotonic()
+            pod = self.cri.RunPodSandbox(config=self.pod_config(),
+                                         runtime_handler=self.handler,
+                                         _timeout=self.args.call_timeout * self.args.time_scale
+                                         ).pod_sandbox_id
+            assert pod, "no pod_sandbox_id"
+            self.state["pod"] = pod
+            return "%s in %.1fs" % (pod[:12], time.monotonic() - t0)
+        self.check("RunPodSandbox", run_pod)
+
+        def pod_status():
+            st = self.cri.PodSandboxStatus(pod_sandbox_id=self.state["pod"]).status
+            assert st.state == A.SANDBOX_READY, A.PodSandboxState.Name(st.state)
+            assert st.metadata.name == self.pod_name, st.metadata
+            assert st.runtime_handler == self.handler, st.runtime_handler
+            assert st.labels.get("app") == "web", dict(st.labels)
+            assert st.annotations.get("kcri.example/note") == "cri end-to-end test", \
+                dict(st.annotations)
+            assert st.created_at > 0
+            return "READY, handler %s" % st.runtime_handler
+        self.check("PodSandboxStatus: ready, metadata/labels/annotations kept", pod_status,
+                   needs=("pod",))
+
+        def pod_ip():
+            st = self.cri.PodSandboxStatus(pod_sandbox_id=self.state["pod"]).status
+            ip = st.network.ip
+            assert ip, "PodSandboxStatus has no network.ip"
+            assert ipaddress.ip_address(ip) in self.subnet, "%s not in %s" % (ip, self.subnet)
+            assert ip != self.gateway
+            self.state["ip"] = ip
+            extra = [a.ip for a in st.network.additional_ips]
+            return "%s from the bridge's %s%s" % (ip, self.subnet,
+                                                  (" (+%s)" % extra) if extra else "")
+        self.check("PodSandboxStatus: pod IP from the bridge subnet", pod_ip, needs=("pod",))
+
+        def cni_result():
+            files = self.cni_results()
+            assert files, "no %s/%s-%s-* entry" % (CNI_RESULTS, self.env["CRI_NETWORK"],
+                                                   self.state["pod"])
+            return ", ".join(files)
+        self.check("CNI: result cached for the pod", cni_result, needs=("pod",))
+
+        def list_pods():
+            items = self.cri.ListPodSandbox(filter={"label_selector": {"kcri-test": "1"}}).items
+            ids = [p.id for p in items]
+            assert ids == [self.state["pod"]], ids
+            assert items[0].state == A.SANDBOX_READY
+            assert items[0].runtime_handler == self.handler, items[0].runtime_handler
+            ready = self.cri.ListPodSandbox(filter={"state": {"state": "SANDBOX_NOTREADY"}}).items
+            assert not ready, "NOTREADY filter matched %s" % [p.id for p in ready]
+            return "1 pod, READY"
+        self.check("ListPodSandbox: label and state filters", list_pods, needs=("pod",))
+
+        # httpd as PID 1 would ignore SIGTERM (no handler), so a shell with a trap stays PID 1.
+        web_cmd = ["/bin/sh", "-c",
+                   "trap 'exit 0' TERM; echo web-log-line; echo err-log-line >&2; "
+                   "mkdir -p /www; echo %s > /www/index.html; httpd -f -p 8080 -h /www & wait"
+                   % self.token]
+
+        def start_web():
+            cid = self.create_and_start(
+                "web", "web", web_cmd,
+                envs=[{"key": "KCRI_GREETING", "value": "hello-env"}],
+                working_dir="/tmp",
+                mounts=[{"container_path": "/share", "host_path": self.share,
+                         "readonly": True, "propagation": "PROPAGATION_PRIVATE"}])
+            self.wait_for("web running",
+                          lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
+            return "%s running" % cid[:12]
+        self.check("CreateContainer+StartContainer: busybox httpd", start_web, needs=("pod",))
+
+        def web_status():
+            st = self.status(self.state["web"])
+            assert st.state == A.CONTAINER_RUNNING, A.ContainerState.Name(st.state)
+            assert st.metadata.name == "web"
+            assert st.started_at >= st.created_at > 0, (st.created_at, st.started_at)
+            assert st.finished_at == 0, st.finished_at
+            assert st.log_path == os.path.join(self.log_dir, "web/0.log"), st.log_path
+            assert st.labels.get("container") == "web", dict(st.labels)
+            assert st.annotations.get("kcri.example/container") == "web"
+            assert st.image.image, st.image
+            assert st.image_ref.startswith("sha256:") or "@sha256:" in st.image_ref, st.image_ref
+            mounts = {m.container_path: m for m in st.mounts}
+            assert "/share" in mounts and mounts["/share"].readonly, list(mounts)
+            return "RUNNING, log_path %s" % st.log_path
+        self.check("ContainerStatus: running container", web_status, needs=("web",))
+
+        def http_by_ip():
+            url = "http://%s:8080/index.html" % self.state["ip"]
+            body = self.wait_for(url, lambda: self.http_get(url), 30)
+            assert body.strip() == self.token, body
+            return "%s -> %s" % (url, body.strip())
+        self.check("network: test reaches the pod's server by pod IP", http_by_ip,
+                   needs=("web", "ip"))
+
+        def host_port():
+            url = "http://%s:%d/index.html" % (self.gateway, self.host_port)
+            body = self.wait_for(url, lambda: self.http_get(url), 15)
+            assert body.strip() == self.token, body
+            return "%s -> pod :8080" % url
+        self.check("network: port mapping (portmap) reaches the pod", host_port,
+                   needs=("web", "ip"))
+
+        def start_client():
+            cid = self.create_and_start(
+                "client", "client",
+                ["/bin/sh", "-c", "trap 'exit 0' TERM; echo client-up; "
+                 "while :; do sleep 1; done"])
+            self.wait_for("client running",
+                          lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
+            return "%s running" % cid[:12]
+        self.check("CreateContainer+StartContainer: second container", start_client,
+                   needs=("pod",))
+
+        def localhost():
+            def fetch():
+                # Not `wget -T`: Debian's busybox-static 1.35 wget segfaults with it.
+                r = self.exec_sync(self.state["client"],
+                                   ["timeout", "5", "wget", "-q", "-O", "-",
+                                    "http://127.0.0.1:8080/index.html"])
+                assert r.exit_code == 0, "wget exit %d: %s" % (r.exit_code, r.stderr)
+                return r.stdout.decode()
+            body = self.wait_for("wget localhost", fetch, 20, interval=0.5)
+            assert body.strip() == self.token, body
+            return "client -> 127.0.0.1:8080 -> %s" % body.strip()
+        self.check("network: second container reaches it on localhost", localhost,
+                   needs=("web", "client"))
+
+        def exec_exit():
+            r = self.exec_sync(self.state["web"],
+                               ["sh", "-c", "echo hi; echo oops >&2; exit 3"])
+            assert r.stdout == b"hi\n", r.stdout
+            assert r.stderr == b"oops\n", r.stderr
+            assert r.exit_code == 3, r.exit_code
+            ok = self.exec_sync(self.state["web"], ["true"])
+            assert ok.exit_code == 0, ok.exit_code
+            return "stdout %r, stderr %r, exit_code %d" % (r.stdout, r.stderr, r.exit_code)
+        self.check("ExecSync: stdout, stderr and exit code", exec_exit, needs=("web",))
+
+        def exec_env():
+            r = self.exec_sync(self.state["web"], ["sh", "-c", "echo $KCRI_GREETING; pwd"])
+            assert r.exit_code == 0, r
+            assert r.stdout == b"hello-env\n/tmp\n", r.stdout
+            return "env and working_dir applied"
+        self.check("ExecSync: container env and working_dir", exec_env, needs=("web",))
+
+        def hostname():
+            r = self.exec_sync(self.state["web"], ["hostname"])
+            got = r.stdout.decode().strip()
+            assert got == self.pod_hostname, "hostname %r, want %r" % (got, self.pod_hostname)
+            return got
+        self.check("pod config: hostname", hostname, needs=("web",))
+
+        def resolv():
+            text = self.exec_sync(self.state["web"], ["cat", "/etc/resolv.conf"]) \
+                .stdout.decode()
+            lines = [ln.split() for ln in text.splitlines() if ln.strip()]
+            assert ["nameserver", self.dns_server] in lines, text
+            assert ["search", "kcri.test", "svc.kcri.test"] in lines, text
+            assert ["options", "ndots:2", "timeout:1"] in lines, text
+            return " | ".join(" ".join(ln) for ln in lines)
+        self.check("pod config: DNS servers/searches/options in /etc/resolv.conf", resolv,
+                   needs=("web",))
+
+        def mount_ro():
+            r = self.exec_sync(self.state["web"], ["cat", "/share/hello.txt"])
+            assert r.stdout == b"hello from the host\n", r
+            w = self.exec_sync(self.state["web"], ["sh", "-c", "echo x > /share/written"])
+            assert w.exit_code != 0, "writing to a readonly mount succeeded"
+            assert not os.path.exists(os.path.join(self.share, "written"))
+            return "host file visible, write refused (exit %d)" % w.exit_code
+        self.check("mounts: readonly host_path mount", mount_ro, needs=("web",))
+
+        def kernel():
+            r = self.exec_sync(self.state["web"], ["uname", "-r"])
+            guest = r.stdout.decode().strip()
+            host = os.uname().release
+            assert guest, r
+            if self.handler == "kata":
+                assert guest != host, "container kernel %s is the host's" % guest
+                return "container %s, host %s" % (guest, host)
+            assert guest == host, "runc container kernel %s != host %s" % (guest, host)
+            return "shared host kernel %s" % host
+        self.check("kernel: uname -r in the container (%s)" %
+                   ("differs from the host's" if self.handler == "kata"
+                    else "is the host's"), kernel, needs=("web",))
+
+        def log_file():
+            path = os.path.join(self.log_dir, "web", "0.log")
+
+            def content():
+                with open(path) as f:
+                    return f.read()
+            text = self.wait_for(path, lambda: (lambda t: t if "err-log-line" in t
+                                                and "web-log-line" in t else None)(content()),
+                                 10)
+            pat = r"^\S+ %s F %s$"
+            assert re.search(pat % ("stdout", "web-log-line"), text, re.M), text
+            assert re.search(pat % ("stderr", "err-log-line"), text, re.M), text
+            return "%s: %d lines in CRI format" % (path, len(text.splitlines()))
+        self.check("logs: container output at log_directory/log_path", log_file,
+                   needs=("web",))
+
+        def stats():
+            # writable_layer comes from containerd's periodic snapshot scan
+            # (stats_collect_period, set to 1s by lib.sh): wait for the first one.
+            s = self.wait_for("writable layer stats", lambda: (lambda st: st if
+                              st.writable_layer.timestamp > 0 else None)(
+                self.cri.ContainerStats(container_id=self.state["web"]).stats), 10)
+            assert s.attributes.id == self.state["web"], s.attributes.id
+            assert s.attributes.metadata.name == "web", s.attributes.metadata
+            assert s.cpu.timestamp > 0 and s.cpu.usage_core_nano_seconds.value > 0, s.cpu
+            assert s.memory.timestamp > 0 and s.memory.working_set_bytes.value > 0, s.memory
+            assert s.writable_layer.fs_id.mountpoint, s.writable_layer
+            assert s.writable_layer.used_bytes.value > 0, s.writable_layer
+            listed = self.cri.ListContainerStats(
+                filter={"pod_sandbox_id": self.state["pod"]}).stats
+            ids = sorted(x.attributes.id for x in listed)
+            want = sorted(self.state[k] for k in ("web", "client") if k in self.state)
+            assert ids == want, (ids, want)
+            return "cpu %d ns, working set %d bytes, writable layer %d bytes, %d listed" % (
+                s.cpu.usage_core_nano_seconds.value, s.memory.working_set_bytes.value,
+                s.writable_layer.used_bytes.value, len(listed))
+        self.check("ContainerStats/ListContainerStats", stats, needs=("web",))
+
+        def update():
+            limit = 96 << 20
+            self.cri.UpdateContainerResources(container_id=self.state["web"],
+                                              linux={"memory_limit_in_bytes": limit,
+                                                     "cpu_period": 100000,
+                                                     "cpu_quota": 50000,
+                                                     "cpu_shares": 512})
+            script = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || "
+                      "cat /sys/fs/cgroup/memory.max")
+            r = self.exec_sync(self.state["web"], ["sh", "-c", script])
+            got = r.stdout.decode().strip()
+            assert got == str(limit), "container sees memory limit %r, want %d" % (got, limit)
+            return "memory limit %d seen in the container's cgroup" % limit
+        self.check("UpdateContainerResources: new memory limit applies", update,
+                   needs=("web",))
+
+        def streaming_urls():
+            urls = [
+                self.cri.Exec(container_id=self.state["web"], cmd=["sh"], stdin=True,
+                              stdout=True).url,
+                self.cri.Attach(container_id=self.state["web"], stdout=True,
+                                stderr=True).url,
+                self.cri.PortForward(pod_sandbox_id=self.state["pod"], port=[8080]).url,
+            ]
+            for u in urls:
+                assert re.match(r"^https?://127\.0\.0\.1:\d+/", u), urls
+            return ", ".join(u.rsplit("/", 1)[0] + "/..." for u in urls)
+        self.check("Exec/Attach/PortForward: streaming URLs", streaming_urls, needs=("web",))
+
+        def list_containers():
+            cs = self.cri.ListContainers(filter={"pod_sandbox_id": self.state["pod"]}).containers
+            got = sorted((c.metadata.name, A.ContainerState.Name(c.state)) for c in cs)
+            want = sorted((n, "CONTAINER_RUNNING") for n in ("web", "client")
+                          if n in self.state)
+            assert got == want, got
+            by_label = self.cri.ListContainers(
+                filter={"label_selector": {"container": "web"}}).containers
+            assert [c.id for c in by_label] == [self.state["web"]], [c.id for c in by_label]
+            return ", ".join("%s %s" % g for g in got)
+        self.check("ListContainers: pod and label filters", list_containers, needs=("web",))
+
+        def oneshot():
+            cid = self.create_and_start(
+                "oneshot", "oneshot", ["/bin/sh", "-c", "echo bye; exit 7"])
+            st = self.wait_for("oneshot exited", lambda: (lambda s: s if s.state ==
+                               A.CONTAINER_EXITED else None)(self.status(cid)), 30)
+            assert st.exit_code == 7, st.exit_code
+            assert st.reason == "Error", st.reason
+            # Not finished_at >= started_at: containerd 1.6 stamps started_at after the start
+            # returns, so a process that exits at once can have finished "before" it started.
+            assert st.started_at > 0 and st.finished_at > 0, (st.started_at, st.finished_at)
+            with open(os.path.join(self.log_dir, "oneshot", "0.log")) as f:
+                assert " stdout F bye" in f.read()
+            return "EXITED, exit_code 7, reason %s" % st.reason
+        self.check("ContainerStatus: exited container's exit code and reason", oneshot,
+                   needs=("pod",))
+
+        def stop_containers():
+            done = []
+            for key in ("web", "client"):
+                if key not in self.state:
+                    continue
+                cid = self.state[key]
+                t0 = time.monotonic()
+                self.cri.StopContainer(container_id=cid, timeout=10,
+                                       _timeout=60 * self.args.time_scale)
+                st = self.status(cid)
+                assert st.state == A.CONTAINER_EXITED, A.ContainerState.Name(st.state)
+                assert st.finished_at > 0
+                # Both trap SIGTERM and exit 0: a 137 means the runtime had to SIGKILL.
+                assert st.exit_code == 0, "%s: exit code %d after SIGTERM" % (key, st.exit_code)
+                done.append("%s exit %d in %.1fs" % (key, st.exit_code, time.monotonic() - t0))
+            assert done, "nothing to stop"
+            return ", ".join(done)
+        self.check("StopContainer: SIGTERM, containers exit 0", stop_containers, needs=("pod",))
+
+        def remove_containers():
+            removed = 0
+            for key in ("web", "client", "oneshot"):
+                cid = self.state.get(key) or self.state.get(key + "_created")
+                if cid:
+                    self.cri.RemoveContainer(container_id=cid)
+                    removed += 1
+            left = self.cri.ListContainers(
+                filter={"pod_sandbox_id": self.state["pod"]}).containers
+            assert not left, [c.id for c in left]
+            gone = self.state.get("web") or self.state.get("client")
+            if gone:
+                try:
+                    self.status(gone)
+                    raise AssertionError("ContainerStatus of a removed container answered")
+                except CriError as e:
+                    assert e.code.name == "NOT_FOUND", e
+            return "%d removed" % removed
+        self.check("RemoveContainer: none left", remove_containers, needs=("pod",))
+
+        def stop_pod():
+            self.cri.StopPodSandbox(pod_sandbox_id=self.state["pod"],
+                                    _timeout=120 * self.args.time_scale)
+            st = self.cri.PodSandboxStatus(pod_sandbox_id=self.state["pod"]).status
+            assert st.state == A.SANDBOX_NOTREADY, A.PodSandboxState.Name(st.state)
+            left = self.cni_results()
+            assert not left, "CNI results left after StopPodSandbox: %s" % left
+            ipam = os.path.join(self.env["CRI_DIR"], "cni", "ipam", self.env["CRI_NETWORK"])
+            if "ip" in self.state:
+                assert not os.path.exists(os.path.join(ipam, self.state["ip"])), \
+                    "pod IP still allocated in %s" % ipam
+            self.state["stopped"] = True
+            return "NOTREADY, CNI DEL done, IP released"
+        self.check("StopPodSandbox: not ready, network released", stop_pod, needs=("pod",))
+
+        def remove_pod():
+            self.cri.RemovePodSandbox(pod_sandbox_id=self.state["pod"])
+            items = self.cri.ListPodSandbox().items
+            assert not items, [p.id for p in items]
+            try:
+                self.cri.PodSandboxStatus(pod_sandbox_id=self.state["pod"])
+                raise AssertionError("PodSandboxStatus of a removed pod answered")
+            except CriError as e:
+                assert e.code.name == "NOT_FOUND", e
+            return "no pods left"
+        self.check("RemovePodSandbox: none left", remove_pod, needs=("pod",))
+        return self.failed == 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--handler", required=True, help="CRI runtime handler: runc or kata")
+    ap.add_argument("--time-scale", type=float, default=1.0,
+                    help="multiplies every wait (a VM under TCG is slow)")
+    ap.add_argument("--call-timeout", type=float, default=120.0)
+    args = ap.parse_args()
+    s = Scenario(args)
+    try:
+        s.run()
+    finally:
+        s.cri.close()
+    return 0 if s.failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
