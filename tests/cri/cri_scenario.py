@@ -14,6 +14,7 @@ import argparse
 import ipaddress
 import os
 import random
+import subprocess
 import re
 import sys
 import time
@@ -52,6 +53,11 @@ class Scenario:
         self.pod_uid = "uid-" + suffix
         self.pod_hostname = "kcri-host-" + suffix[:6]
         self.share = os.path.join(self.env["CRI_DIR"], "share")
+        # Where the kubelet keeps a pod's emptyDirs; the runtime recognises them by the path.
+        vols = os.path.join(self.env["CRI_DIR"], "kubelet", "pods", "uid-1", "volumes",
+                            "kubernetes.io~empty-dir")
+        self.empty_disk = os.path.join(vols, "cache")
+        self.empty_mem = os.path.join(vols, "mem")
         self.log_dir = os.path.join(self.env["CRI_LOG_DIR"], "kcri_%s_%s" % (self.pod_name,
                                                                             self.pod_uid))
 
@@ -181,6 +187,11 @@ class Scenario:
     def run(self):
         A = self.api
         os.makedirs(self.share, exist_ok=True)
+        os.makedirs(self.empty_disk, exist_ok=True)
+        os.makedirs(self.empty_mem, exist_ok=True)
+        # medium: Memory: the kubelet mounts a tmpfs on the volume's host path.
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "kcri-emptydir",
+                        self.empty_mem], check=True)
         with open(os.path.join(self.share, "hello.txt"), "w") as f:
             f.write("hello from the host\n")
 
@@ -280,7 +291,9 @@ class Scenario:
                 envs=[{"key": "KCRI_GREETING", "value": "hello-env"}],
                 working_dir="/tmp",
                 mounts=[{"container_path": "/share", "host_path": self.share,
-                         "readonly": True, "propagation": "PROPAGATION_PRIVATE"}])
+                         "readonly": True, "propagation": "PROPAGATION_PRIVATE"},
+                        {"container_path": "/cache", "host_path": self.empty_disk},
+                        {"container_path": "/mem", "host_path": self.empty_mem}])
             self.wait_for("web running",
                           lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
             return "%s running" % cid[:12]
@@ -322,7 +335,9 @@ class Scenario:
             cid = self.create_and_start(
                 "client", "client",
                 ["/bin/sh", "-c", "trap 'exit 0' TERM; echo client-up; "
-                 "while :; do sleep 1; done"])
+                 "while :; do sleep 1; done"],
+                mounts=[{"container_path": "/cache", "host_path": self.empty_disk},
+                        {"container_path": "/mem", "host_path": self.empty_mem}])
             self.wait_for("client running",
                           lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
             return "%s running" % cid[:12]
@@ -387,6 +402,47 @@ class Scenario:
             assert not os.path.exists(os.path.join(self.share, "written"))
             return "host file visible, write refused (exit %d)" % w.exit_code
         self.check("mounts: readonly host_path mount", mount_ro, needs=("web",))
+
+        def empty_dirs():
+            for d in ("/cache", "/mem"):
+                w = self.exec_sync(self.state["web"],
+                                   ["sh", "-c", "echo shared-%s > %s/f" % (self.token, d)])
+                assert w.exit_code == 0, "web writes %s: %r" % (d, w.stderr)
+                r = self.exec_sync(self.state["client"], ["cat", d + "/f"])
+                assert r.stdout.decode().strip() == "shared-" + self.token, (d, r)
+            fstype = self.exec_sync(self.state["client"], ["sh", "-c",
+                                    "awk '$2 == \"/mem\" {print $3}' /proc/mounts"])
+            assert fstype.stdout.decode().split() == ["tmpfs"], fstype.stdout
+            on_host = os.path.exists(os.path.join(self.empty_disk, "f"))
+            if self.handler == "kata":
+                # Kata keeps emptyDirs in the guest; the host path stays empty.
+                assert not on_host, "a kata emptyDir was written through to the host"
+                return "/cache (local) and /mem (tmpfs) shared by both containers, in the guest"
+            assert on_host, "runc's emptyDir is the host directory"
+            return "/cache and /mem (tmpfs) shared by both containers"
+        self.check("volumes: emptyDir (disk and medium Memory) shared by the pod's containers",
+                   empty_dirs, needs=("web", "client"))
+
+        def oom_killed():
+            limit = 32 * 1024 * 1024
+            cid = self.create_and_start(
+                "hog", "hog", ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+                linux={"resources": {"memory_limit_in_bytes": limit},
+                       "security_context": {"namespace_options": {"network": "POD",
+                                                                  "pid": "CONTAINER",
+                                                                  "ipc": "POD"}}})
+            st = self.wait_for("hog exits", lambda: (lambda s: s if s.state ==
+                               A.CONTAINER_EXITED else None)(self.status(cid)), 60)
+            assert st.reason == "OOMKilled", "reason %r, exit code %d, message %r" % (
+                st.reason, st.exit_code, st.message)
+            assert st.exit_code == 137, st.exit_code
+            self.cri.RemoveContainer(container_id=cid)  # later checks count the pod's containers
+            self.state.pop("hog", None)
+            self.state.pop("hog_created", None)
+            return "64 MiB allocation under a 32 MiB limit: EXITED %d, reason %s" % (
+                st.exit_code, st.reason)
+        self.check("resources: over its memory limit a container is OOMKilled", oom_killed,
+                   needs=("pod",))
 
         def kernel():
             r = self.exec_sync(self.state["web"], ["uname", "-r"])
@@ -518,7 +574,7 @@ class Scenario:
 
         def remove_containers():
             removed = 0
-            for key in ("web", "client", "oneshot"):
+            for key in ("web", "client", "oneshot", "hog"):
                 cid = self.state.get(key) or self.state.get(key + "_created")
                 if cid:
                     self.cri.RemoveContainer(container_id=cid)

@@ -98,6 +98,15 @@ void TtrpcAgentClient::addArpNeighbors(const grpc::ARPNeighbors& neighbors) {
     });
 }
 
+std::string TtrpcAgentClient::getOomEvent() {
+    grpc::GetOOMEventRequest req;
+    auto ev = annotate("GetOOMEvent", [&] {
+        return client_->call<grpc::GetOOMEventRequest, grpc::OOMEvent>(kAgentService, "GetOOMEvent",
+                                                                       req, kForever);
+    });
+    return ev.container_id();
+}
+
 void TtrpcAgentClient::reseedRandomDev(const std::string& data) {
     grpc::ReseedRandomDevRequest req;
     req.set_data(data);

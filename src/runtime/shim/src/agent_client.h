@@ -42,6 +42,9 @@ class AgentClient {
     virtual int32_t waitProcess(const std::string& cid, const std::string& execId) = 0;
     virtual void updateContainer(const std::string& cid, const grpc::LinuxResources& res) = 0;
     virtual grpc::StatsContainerResponse statsContainer(const std::string& cid) = 0;
+    // Blocks until a container of the sandbox had an OOM kill; returns its id. Fails with
+    // kUnavailable once close() was called.
+    virtual std::string getOomEvent() = 0;
     virtual void pauseContainer(const std::string& cid) = 0;
     virtual void resumeContainer(const std::string& cid) = 0;
     // Up to len bytes of the process's stdout/stderr; blocks until some are there. An empty
@@ -82,6 +85,7 @@ class TtrpcAgentClient : public AgentClient {
     int32_t waitProcess(const std::string& cid, const std::string& execId) override;
     void updateContainer(const std::string& cid, const grpc::LinuxResources& res) override;
     grpc::StatsContainerResponse statsContainer(const std::string& cid) override;
+    std::string getOomEvent() override;
     void pauseContainer(const std::string& cid) override;
     void resumeContainer(const std::string& cid) override;
     std::string readStdout(const std::string& cid, const std::string& execId,

@@ -1,6 +1,8 @@
 #include "sandbox.h"
 
+#include <linux/magic.h>
 #include <sys/random.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 
 #include <filesystem>
@@ -14,6 +16,13 @@
 namespace kata::shim {
 
 namespace fs = std::filesystem;
+
+namespace {
+bool isTmpfsPath(const std::string& path) {
+    struct statfs st {};
+    return ::statfs(path.c_str(), &st) == 0 && st.f_type == TMPFS_MAGIC;
+}
+}  // namespace
 
 SandboxDeps realSandboxDeps() {
     SandboxDeps d;
@@ -58,6 +67,11 @@ Sandbox::~Sandbox() {
     } catch (const std::exception& e) {
         log_.error(std::string("stop sandbox: ") + e.what());
     }
+}
+
+void Sandbox::setOomHandler(std::function<void(const std::string&)> fn) {
+    std::lock_guard<std::mutex> lk(mu_);
+    onOom_ = std::move(fn);
 }
 
 void Sandbox::setVmExitHandler(std::function<void(const std::string&)> fn) {
@@ -225,6 +239,26 @@ void Sandbox::start(const SandboxSetup& setup) {
         }
         agent->createSandbox(req);
         step.done(log_, "create-sandbox", "sandbox created in the guest");
+        oomWatcher_ = std::thread([this, agent] {
+            // Ends when the agent connection is closed (stop, or the VM died).
+            for (;;) {
+                std::string cid;
+                try {
+                    cid = agent->getOomEvent();
+                } catch (const Error& e) {
+                    if (e.code() != StatusCode::kUnavailable && e.code() != StatusCode::kCancelled)
+                        log_.warn(std::string("OOM event watcher stops: ") + e.what());
+                    return;
+                }
+                std::function<void(const std::string&)> cb;
+                {
+                    std::lock_guard<std::mutex> lk(mu_);
+                    cb = onOom_;
+                }
+                log_.with("container", cid).warn("OOM kill in the guest");
+                if (cb) cb(cid);
+            }
+        });
         total.done(log_, "sandbox-start", "sandbox started");
     } catch (...) {
         try {
@@ -267,6 +301,7 @@ std::shared_ptr<Container> Sandbox::createContainer(const ContainerSetup& setup)
         gopts.disableGuestSeccomp = cfg_.runtime.disableGuestSeccomp;
         rewriteSpecForGuest(spec, cid, binds, gopts);
         grpc::CreateContainerRequest req;
+        for (auto& st : rewriteEmptyDirs(spec, isTmpfsPath)) *req.add_storages() = std::move(st);
         req.set_container_id(cid);
         req.set_exec_id(cid);
         req.set_sandbox_pidns(setup.sharesPodPidns);
@@ -308,6 +343,7 @@ void Sandbox::stop() {
         agent->close();
         if (!dead) step.done(log_, "destroy-sandbox", "sandbox destroyed in the guest");
     }
+    if (oomWatcher_.joinable()) oomWatcher_.join();
     if (vm) {
         log_.info("stopping VM");
         step.restart();

@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "agent_client.h"
@@ -73,6 +74,10 @@ class Sandbox {
     // the guest and creates it there. On failure nothing of it is left.
     std::shared_ptr<Container> createContainer(const ContainerSetup& setup);
 
+    // Called from the sandbox's OOM watcher thread with the id of each container that had an
+    // OOM kill in the guest (containerd's /tasks/oom). Set before start().
+    void setOomHandler(std::function<void(const std::string& cid)> fn);
+
     // Called once, from the hypervisor's watcher thread, if the VM dies under us.
     void setVmExitHandler(std::function<void(const std::string& reason)> fn);
     bool vmAlive() const;
@@ -100,6 +105,8 @@ class Sandbox {
     std::unique_ptr<hypervisor::Hypervisor> vm_;
     std::shared_ptr<AgentClient> agent_;
     std::function<void(const std::string&)> onVmExit_;
+    std::function<void(const std::string&)> onOom_;
+    std::thread oomWatcher_;
     bool vmDead_ = false;
     bool stopped_ = false;
 };

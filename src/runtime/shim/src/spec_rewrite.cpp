@@ -32,11 +32,45 @@ std::string basenameOf(const std::string& p) {
 
 }  // namespace
 
+bool isEmptyDirMount(const grpc::Mount& m) {
+    return isBind(m) && m.source().find(kEmptyDirMarker) != std::string::npos;
+}
+
+std::vector<grpc::Storage> rewriteEmptyDirs(
+    grpc::Spec& spec, const std::function<bool(const std::string&)>& isTmpfs) {
+    std::vector<grpc::Storage> out;
+    for (auto& m : *spec.mutable_mounts()) {
+        if (!isEmptyDirMount(m)) continue;
+        const bool memory = isTmpfs && isTmpfs(m.source());
+        const std::string guestPath = std::string(memory ? kGuestEphemeralDir : kGuestLocalDir) +
+                                      "/" + basenameOf(m.source());
+        grpc::Storage st;
+        st.set_mount_point(guestPath);
+        if (memory) {
+            st.set_driver("ephemeral");
+            st.set_source("tmpfs");
+            st.set_fstype("tmpfs");
+        } else {
+            st.set_driver("local");
+            st.set_source("local");
+            st.set_fstype("local");
+            st.add_options("mode=0777");
+        }
+        bool dup = false;
+        for (const auto& o : out) dup = dup || o.mount_point() == guestPath;
+        if (!dup) out.push_back(st);
+        m.set_source(guestPath);
+        m.set_type("bind");
+    }
+    return out;
+}
+
 std::vector<HostBindMount> hostBindMounts(const grpc::Spec& spec, const std::string& cid) {
     std::vector<HostBindMount> out;
     for (int i = 0; i < spec.mounts_size(); ++i) {
         const grpc::Mount& m = spec.mounts(i);
         if (!isBind(m) || m.source().empty() || m.source()[0] != '/') continue;
+        if (isEmptyDirMount(m)) continue;
         const std::string& dst = m.destination();
         if (hasPrefixPath(dst, "/proc") || hasPrefixPath(dst, "/sys") ||
             hasPrefixPath(dst, "/dev")) {

@@ -2,9 +2,11 @@
 // agent (rootfs on the share, host-only parts dropped). Pure functions, unit tested.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "agent/agent.pb.h"
 #include "agent/oci.pb.h"
 
 namespace kata::shim {
@@ -22,8 +24,24 @@ struct HostBindMount {
     bool readonly;
 };
 
+// Kubernetes emptyDir volumes: a bind mount whose source has this in its path.
+inline constexpr const char* kEmptyDirMarker = "kubernetes.io~empty-dir";
+// Where the guest keeps a pod's emptyDirs (shared by the pod's containers).
+inline constexpr const char* kGuestEphemeralDir = "/run/kata-containers/sandbox/ephemeral";
+inline constexpr const char* kGuestLocalDir = "/run/kata-containers/sandbox/local";
+
+bool isEmptyDirMount(const grpc::Mount& m);
+
+// Rewrites the spec's emptyDir mounts to guest-local storage and returns the storages the agent
+// must provide for them (Kata's rule): medium Memory (the kubelet put a tmpfs on the host path,
+// isTmpfs says so) becomes an `ephemeral` tmpfs in the guest, a disk emptyDir a `local`
+// directory in the guest. The storage is named after the volume, so every container of the
+// pod that mounts it gets the same one.
+std::vector<grpc::Storage> rewriteEmptyDirs(grpc::Spec& spec,
+                                            const std::function<bool(const std::string&)>& isTmpfs);
+
 // Host bind mounts of the spec that the guest needs (volumes, /etc/hosts, ...); system mounts
-// (/proc, /sys, /dev destinations) and non-bind mounts are the guest's own business.
+// (/proc, /sys, /dev destinations), emptyDirs and non-bind mounts are the guest's own business.
 std::vector<HostBindMount> hostBindMounts(const grpc::Spec& spec, const std::string& cid);
 
 // Rewrites spec in place for container cid:

@@ -187,6 +187,12 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
             log::setGlobalField("sandbox", sid);
 
             sb = std::make_shared<Sandbox>(sid, std::move(cfg), opts_.paths, deps_);
+            sb->setOomHandler([this](const std::string& cid) {
+                // containerd's CRI marks the container's exit reason OOMKilled on this event.
+                ev::TaskOOM e;
+                e.set_container_id(cid);
+                events_->publish(topics::kTaskOOM, e);
+            });
             sb->setVmExitHandler([this, log](const std::string& reason) {
                 log.error("the VM is gone; running processes exit with status 255: " + reason);
             });

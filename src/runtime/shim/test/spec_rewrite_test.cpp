@@ -108,3 +108,31 @@ TEST(SpecRewrite, KeepsCgroupfsPath) {
     EXPECT_EQ(spec.linux().cgroupspath(), "/default/c1");
     EXPECT_EQ(spec.root().path(), "/run/kata-containers/shared/containers/c1/rootfs");
 }
+
+TEST(SpecRewrite, EmptyDirsBecomeGuestLocalOrEphemeralStorageNotShares) {
+    grpc::Spec spec = kata::oci::specFromJson(R"({"ociVersion": "1.0.2", "mounts": [
+      {"destination": "/cache", "type": "bind", "options": ["rbind", "rw"],
+       "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache"},
+      {"destination": "/scratch", "type": "bind", "options": ["rbind", "rw"],
+       "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/scratch"},
+      {"destination": "/again", "type": "bind", "options": ["rbind"],
+       "source": "/var/lib/kubelet/pods/u1/volumes/kubernetes.io~empty-dir/cache"},
+      {"destination": "/cfg", "type": "bind", "options": ["rbind", "ro"], "source": "/srv/cfg"}]})");
+    // emptyDirs are not shared over 9p: only /srv/cfg is.
+    auto binds = hostBindMounts(spec, "c1");
+    ASSERT_EQ(binds.size(), 1u);
+    EXPECT_EQ(binds[0].hostSource, "/srv/cfg");
+
+    auto storages = rewriteEmptyDirs(
+        spec, [](const std::string& p) { return p.find("scratch") != std::string::npos; });
+    ASSERT_EQ(storages.size(), 2u) << "one storage per volume, however often it is mounted";
+    EXPECT_EQ(storages[0].driver(), "local");
+    EXPECT_EQ(storages[0].mount_point(), "/run/kata-containers/sandbox/local/cache");
+    EXPECT_EQ(storages[1].driver(), "ephemeral");
+    EXPECT_EQ(storages[1].fstype(), "tmpfs");
+    EXPECT_EQ(storages[1].mount_point(), "/run/kata-containers/sandbox/ephemeral/scratch");
+    EXPECT_EQ(spec.mounts(0).source(), "/run/kata-containers/sandbox/local/cache");
+    EXPECT_EQ(spec.mounts(1).source(), "/run/kata-containers/sandbox/ephemeral/scratch");
+    EXPECT_EQ(spec.mounts(2).source(), "/run/kata-containers/sandbox/local/cache");
+    EXPECT_EQ(spec.mounts(3).source(), "/srv/cfg");
+}

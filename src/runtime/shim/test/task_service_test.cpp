@@ -75,6 +75,20 @@ class FakeAgent : public AgentClient {
         record("ReseedRandomDev");
         seed = data;
     }
+    std::deque<std::string> ooms;
+    std::string getOomEvent() override {
+        std::unique_lock<std::mutex> lk(mu);
+        cv.wait(lk, [&] { return closed || !ooms.empty(); });
+        if (ooms.empty()) throw Error(StatusCode::kUnavailable, "agent connection closed");
+        std::string cid = ooms.front();
+        ooms.pop_front();
+        return cid;
+    }
+    void oom(const std::string& cid) {
+        std::lock_guard<std::mutex> lk(mu);
+        ooms.push_back(cid);
+        cv.notify_all();
+    }
     void updateInterface(const types::Interface& i) override {
         record("UpdateInterface " + i.name() + " " + i.hwaddr());
     }
@@ -799,4 +813,20 @@ TEST_F(TaskServiceTest, WithoutEnableTemplateTheVmBoots) {
     task::DeleteRequest d;
     d.set_id("b1");
     service_->remove(d);
+}
+
+TEST_F(TaskServiceTest, GuestOomKillsArePublishedAsTaskOomEvents) {
+    service_->create(createReq("c1"));
+    agent_->oom("c1");
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; ++i) {
+        auto topics = events_->seen();
+        seen = std::find(topics.begin(), topics.end(), topics::kTaskOOM) != topics.end();
+        if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    EXPECT_TRUE(seen) << "no /tasks/oom event after the agent reported an OOM kill";
+    task::DeleteRequest d;
+    d.set_id("c1");
+    service_->remove(d);  // the watcher ends with the agent connection
+    EXPECT_TRUE(vm_->stopped);
 }
