@@ -6,7 +6,6 @@
 # Usage: bash utils/demo.sh [COMMAND...]   (default: uname -a; cat /proc/version)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-repo=$PWD
 PREFIX=${PREFIX:-/opt/kata}
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (containerd, mounts and QEMU need it)" >&2; exit 1; }
 
@@ -26,6 +25,7 @@ config=$PREFIX/share/defaults/kata-containers/configuration-qemu.toml
 
 work=$(mktemp -d /tmp/kata-demo.XXXXXX)
 containerd_pid=""
+# shellcheck disable=SC2317  # run by the EXIT trap; the final `exit` misleads shellcheck (koalaman/shellcheck#2542)
 cleanup() {
   set +e
   if [ -n "$containerd_pid" ]; then
@@ -37,7 +37,7 @@ cleanup() {
     kill -9 "$containerd_pid" 2>/dev/null
   fi
   # containerd's snapshot and shm mounts live under the work dir
-  grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+  grep -o " ${work}[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -63,6 +63,7 @@ say "building and importing a busybox image"
 tests/fixtures/make-busybox-image.sh "$work/busybox.tar" kata-cpp/busybox:latest
 ctr_ images import "$work/busybox.tar" >/dev/null
 
+# shellcheck disable=SC2016  # $(uname -a) is expanded by sh in the VM
 if (($#)); then cmd=("$@"); else cmd=(sh -c 'echo "in the VM: $(uname -a)"; cat /proc/version'); fi
 say "host kernel: $(uname -r)"
 say "ctr run --runtime io.containerd.kata.v2 --rm docker.io/kata-cpp/busybox:latest demo ${cmd[*]}"

@@ -10,6 +10,7 @@ PACKAGES=(
   libseccomp-dev libcap-dev libarchive-dev libcurl4-openssl-dev libssl-dev
   libgtest-dev libgmock-dev
   lld  # kata-agent's link packs its start-up code (src/agent/service/cmake/startup-order.txt)
+  shellcheck  # the lint.shellcheck test (tools/lint/check-shell.sh)
   # guest assets
   qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod erofs-utils
   # optional minimal guest kernel (tools/packaging/kernel/build-kernel.sh)

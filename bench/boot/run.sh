@@ -76,7 +76,7 @@ out=$("$repo/tools/osbuilder/build-guest-assets.sh" --agent "$agent" --out-dir "
 vmlinux=$(sed -n 's/^kernel=//p' <<<"$out")
 initrd=$(sed -n 's/^initrd=//p' <<<"$out")
 kdir=$(sed -n 's/^kernel_dir=//p' <<<"$out")
-[ -f "$vmlinux" ] && [ -f "$initrd" ] && [ -d "$kdir" ] ||
+{ [ -f "$vmlinux" ] && [ -f "$initrd" ] && [ -d "$kdir" ]; } ||
   die "build-guest-assets.sh printed no usable kernel=/initrd=/kernel_dir= lines: $out"
 
 compare_initrd=""

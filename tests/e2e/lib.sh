@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # tests/e2e/lib.sh: shell helpers for a private containerd driving containerd-shim-kata-v2
 # (sourced by bench/ctr/run.sh; the contract is in bench/README.md). The C++ e2e tests
 # (shim_e2e_test.cpp) set up the same world.
@@ -46,7 +47,7 @@ e2e_setup() {
       *) _e2e_err "e2e_setup: unknown argument $1"; return 1 ;;
     esac
   done
-  [ -n "$dir" ] && [ -x "$shim" ] && [ -x "$agent" ] ||
+  { [ -n "$dir" ] && [ -x "$shim" ] && [ -x "$agent" ]; } ||
     { _e2e_err "e2e_setup --dir DIR --shim PATH --agent PATH (shim=$shim agent=$agent)"; return 1; }
   local tool
   for tool in containerd ctr qemu-system-x86_64 umoci skopeo; do
@@ -63,7 +64,7 @@ e2e_setup() {
   E2E_INITRD=$(sed -n 's/^initrd=//p' <<<"$out")
   E2E_KERNEL_DIR=$(sed -n 's/^kernel_dir=//p' <<<"$out")
   E2E_GUEST_RELEASE=$(sed -n 's/^release=//p' <<<"$out")
-  [ -n "$E2E_KERNEL" ] && [ -n "$E2E_INITRD" ] ||
+  { [ -n "$E2E_KERNEL" ] && [ -n "$E2E_INITRD" ]; } ||
     { _e2e_err "build-guest-assets.sh printed no kernel/initrd: $out"; return 1; }
   E2E_KATA_CONFIG=$E2E_DIR/configuration-qemu.toml
   e2e_write_kata_config "$E2E_KATA_CONFIG" "$E2E_KERNEL" "$E2E_INITRD"
@@ -83,8 +84,7 @@ TOML
   PATH="$E2E_DIR/bin:$PATH" setsid containerd --config "$E2E_DIR/containerd.toml" \
     >"$E2E_DIR/containerd.log" 2>&1 </dev/null &
   E2E_CONTAINERD_PID=$!
-  local i
-  for i in $(seq 100); do
+  for _ in $(seq 100); do
     _e2e_ctr version >/dev/null 2>&1 && break
     sleep 0.2
   done

@@ -30,6 +30,7 @@ done
 ((${#firmwares[@]})) || firmwares=(seabios qboot)
 ((${#comps[@]})) || comps=(none)
 
+# shellcheck disable=SC2016  # $(...) is for the guest's /init to expand, not this shell
 printf '#!/bin/sh\nmount -t proc proc /proc\necho "MEASURE: init at uptime $(cut -d" " -f1 /proc/uptime)"\npoweroff -f\n' >"$T/init"
 chmod 0755 "$T/init"
 mkdir -p "$T/share"

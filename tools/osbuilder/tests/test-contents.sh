@@ -22,7 +22,7 @@ cmp "$x/init" "$T/agent" || fail "/init is not the agent"
 [ "$(readlink "$x/usr/bin/kata-agent")" = ../../init ] || fail "/usr/bin/kata-agent does not point to /init"
 for d in proc sys dev run tmp etc; do [ -d "$x/$d" ] || fail "/$d missing"; done
 [ "$(stat -c %a "$x/tmp")" = 1777 ] || fail "/tmp is not 1777"
-[ -c "$x/dev/console" ] && [ "$(stat -c '%t,%T' "$x/dev/console")" = "5,1" ] || fail "/dev/console is not char 5,1"
+{ [ -c "$x/dev/console" ] && [ "$(stat -c '%t,%T' "$x/dev/console")" = "5,1" ]; } || fail "/dev/console is not char 5,1"
 [ ! -e "$x/bin/busybox" ] || fail "busybox present without --debug-console"
 [ "$(cat "$x/etc/containers/policy.json")" = policy ] || fail "--extra file missing"
 [ "$(cat "$x/opt/extra/sub/file")" = nested ] || fail "--extra directory missing"
@@ -38,7 +38,7 @@ declare -A pos
 while read -r ko; do
   [[ $ko == /lib/modules/$release/* ]] || fail "modules.load entry $ko is not under /lib/modules/$release"
   [ -f "$x$ko" ] || fail "modules.load names $ko, which is not in the initrd"
-  pos[${ko#/lib/modules/$release/}]=$((n++))
+  pos[${ko#/lib/modules/"$release"/}]=$((n++))
 done <"$load"
 while read -r mod deps; do
   mod=${mod%:}
@@ -46,7 +46,7 @@ while read -r mod deps; do
     ((pos[$d] < pos[$mod])) || fail "modules.load has $mod before its dependency $d"
   done
 done <"$x/lib/modules/$release/modules.dep"
-grep -q "/virtio_ring.ko$" "$load" && grep -q "/virtio_console.ko$" "$load" || fail "virtio modules missing from modules.load"
+{ grep -q "/virtio_ring.ko$" "$load" && grep -q "/virtio_console.ko$" "$load"; } || fail "virtio modules missing from modules.load"
 pass "tree, modules.load order ($n modules) and extras as expected"
 
 "$OSBUILDER" initrd --agent "$T/agent" --kernel-dir "$K" --out "$T/debug.img" --debug-console >/dev/null

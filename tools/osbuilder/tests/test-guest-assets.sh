@@ -10,7 +10,7 @@ kernel=$(sed -n 's/^kernel=//p' <<<"$out")
 initrd=$(sed -n 's/^initrd=//p' <<<"$out")
 kdir=$(sed -n 's/^kernel_dir=//p' <<<"$out")
 release=$(sed -n 's/^release=//p' <<<"$out")
-[ "$kernel" = "$T/assets/vmlinux.container" ] && [ "$initrd" = "$T/assets/kata-containers-initrd.img" ] ||
+{ [ "$kernel" = "$T/assets/vmlinux.container" ] && [ "$initrd" = "$T/assets/kata-containers-initrd.img" ]; } ||
   fail "unexpected output: $out"
 cmp "$kernel" "$kdir/vmlinux" || fail "vmlinux.container is not the kernel dir's vmlinux"
 [ "$release" = "$(cat "$kdir/release")" ] || fail "release $release does not match $kdir"

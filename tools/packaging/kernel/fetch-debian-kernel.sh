@@ -159,9 +159,9 @@ if [ -n "$missing" ]; then
       kata_die "kernel $pkg=$ver has no module $m (needed by $module_list) and does not build it in"
   done
 fi
-for m in $(awk '$1 == "skip" { print $2 }' <<<"$closure"); do
+while read -r m; do
   kata_info "optional module $m not in $pkg; skipped"
-done
+done < <(awk '$1 == "skip" { print $2 }' <<<"$closure")
 while read -r rel; do
   mkdir -p "$stage/modules/lib/modules/$release/$(dirname "$rel")"
   cp "$full/$rel" "$stage/modules/lib/modules/$release/$rel"

@@ -48,7 +48,9 @@ run() {  # name, then the command line that starts the agent
     vg=
 }
 
+# shellcheck disable=SC2086  # $callgrind is a command line, split into its words on purpose (POSIX sh: no arrays)
 run plain $callgrind --callgrind-out-file="$tmp/plain/cg" "$agent"
+# shellcheck disable=SC2086  # as above
 run init unshare --pid --fork --kill-child --mount --propagation private --net --uts --ipc \
     $callgrind --callgrind-out-file="$tmp/init/cg" "$agent"
 

@@ -28,11 +28,21 @@ void appendEscaped(std::string& out, const std::string& s) {
     out.push_back('"');
     for (unsigned char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20) {
                     char buf[8];
@@ -68,20 +78,26 @@ std::string timestamp() {
 
 const char* levelName(Level level) {
     switch (level) {
-        case Level::kTrace: return "trace";
-        case Level::kDebug: return "debug";
-        case Level::kInfo: return "info";
-        case Level::kWarn: return "warning";
-        case Level::kError: return "error";
-        case Level::kFatal: return "fatal";
+        case Level::kTrace:
+            return "trace";
+        case Level::kDebug:
+            return "debug";
+        case Level::kInfo:
+            return "info";
+        case Level::kWarn:
+            return "warning";
+        case Level::kError:
+            return "error";
+        case Level::kFatal:
+            return "fatal";
     }
     return "info";
 }
 
 bool parseLevel(const std::string& text, Level* out) {
     static const std::pair<const char*, Level> table[] = {
-        {"trace", Level::kTrace}, {"debug", Level::kDebug},   {"info", Level::kInfo},
-        {"warn", Level::kWarn},   {"warning", Level::kWarn},  {"error", Level::kError},
+        {"trace", Level::kTrace}, {"debug", Level::kDebug},    {"info", Level::kInfo},
+        {"warn", Level::kWarn},   {"warning", Level::kWarn},   {"error", Level::kError},
         {"fatal", Level::kFatal}, {"critical", Level::kFatal}, {"panic", Level::kFatal},
     };
     for (auto& [name, level] : table) {

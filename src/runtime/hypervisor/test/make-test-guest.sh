@@ -42,7 +42,8 @@ if [ -z "$kernel" ]; then
     (cd "$work" && apt-get download -q "$pkg" >&2)
     dpkg-deb -x "$work"/*.deb "$work/x"
     mkdir -p "$kdir"
-    cp "$(ls "$work"/x/boot/vmlinuz-* | head -n1)" "$kdir/vmlinuz.tmp"
+    vmlinuz=("$work"/x/boot/vmlinuz-*)
+    cp "${vmlinuz[0]}" "$kdir/vmlinuz.tmp"
     mv "$kdir/vmlinuz.tmp" "$kdir/vmlinuz"
   fi
   kernel="$kdir/vmlinuz"

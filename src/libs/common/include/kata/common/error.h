@@ -32,23 +32,22 @@ enum class StatusCode : int {
 const char* statusCodeName(StatusCode code);
 
 class Error : public std::runtime_error {
-public:
-    Error(StatusCode code, const std::string& message)
-        : std::runtime_error(message), code_(code) {}
+  public:
+    Error(StatusCode code, const std::string& message) : std::runtime_error(message), code_(code) {}
     explicit Error(const std::string& message) : Error(StatusCode::kInternal, message) {}
     StatusCode code() const { return code_; }
 
-private:
+  private:
     StatusCode code_;
 };
 
 // A failed system call: "<op> <what>: <strerror> (ENAME)".
 class SystemError : public Error {
-public:
+  public:
     SystemError(const std::string& op, const std::string& what, int err);
     int err() const { return err_; }
 
-private:
+  private:
     int err_;
 };
 

@@ -33,7 +33,7 @@ void write(Level level, const std::string& subsystem, const std::string& msg,
 
 // A logger bound to a subsystem and context fields.
 class Logger {
-public:
+  public:
     explicit Logger(std::string subsystem, Fields fields = {})
         : subsystem_(std::move(subsystem)), fields_(std::move(fields)) {}
     Logger with(const std::string& key, const std::string& value) const {
@@ -41,14 +41,24 @@ public:
         f[key] = value;
         return Logger(subsystem_, std::move(f));
     }
-    void trace(const std::string& msg, const Fields& extra = {}) const { emit(Level::kTrace, msg, extra); }
-    void debug(const std::string& msg, const Fields& extra = {}) const { emit(Level::kDebug, msg, extra); }
-    void info(const std::string& msg, const Fields& extra = {}) const { emit(Level::kInfo, msg, extra); }
-    void warn(const std::string& msg, const Fields& extra = {}) const { emit(Level::kWarn, msg, extra); }
-    void error(const std::string& msg, const Fields& extra = {}) const { emit(Level::kError, msg, extra); }
+    void trace(const std::string& msg, const Fields& extra = {}) const {
+        emit(Level::kTrace, msg, extra);
+    }
+    void debug(const std::string& msg, const Fields& extra = {}) const {
+        emit(Level::kDebug, msg, extra);
+    }
+    void info(const std::string& msg, const Fields& extra = {}) const {
+        emit(Level::kInfo, msg, extra);
+    }
+    void warn(const std::string& msg, const Fields& extra = {}) const {
+        emit(Level::kWarn, msg, extra);
+    }
+    void error(const std::string& msg, const Fields& extra = {}) const {
+        emit(Level::kError, msg, extra);
+    }
     bool enabled(Level l) const { return l >= level(); }
 
-private:
+  private:
     void emit(Level l, const std::string& msg, const Fields& extra) const;
     std::string subsystem_;
     Fields fields_;
