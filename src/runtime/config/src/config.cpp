@@ -101,7 +101,6 @@ const std::set<std::string> kUnsupportedRuntimeKeys = {"enable_tracing",
                                                        "jaeger_endpoint",
                                                        "jaeger_user",
                                                        "jaeger_password",
-                                                       "static_sandbox_resource_mgmt",
                                                        "sandbox_bind_mounts",
                                                        "vfio_mode",
                                                        "disable_guest_empty_dir",
@@ -111,8 +110,6 @@ const std::set<std::string> kUnsupportedRuntimeKeys = {"enable_tracing",
                                                        "dan_conf",
                                                        "enable_vcpus_pinning",
                                                        "guest_selinux_label",
-                                                       "static_sandbox_default_workload_mem",
-                                                       "static_sandbox_default_workload_vcpus",
                                                        "emptydir_mode",
                                                        "pod_resource_api_sock"};
 const std::set<std::string> kUnsupportedFactoryKeys = {"vm_cache_number", "vm_cache_endpoint"};
@@ -293,6 +290,9 @@ void parseRuntime(Section& s, RuntimeSection& r) {
     s.boolean("disable_new_netns", r.disableNewNetns);
     s.boolean("sandbox_cgroup_only", r.sandboxCgroupOnly);
     s.boolean("disable_guest_seccomp", r.disableGuestSeccomp);
+    s.boolean("static_sandbox_resource_mgmt", r.staticSandboxResourceMgmt);
+    s.uint("static_sandbox_default_workload_mem", r.staticSandboxDefaultWorkloadMemMiB, 0);
+    s.uint("static_sandbox_default_workload_vcpus", r.staticSandboxDefaultWorkloadVcpus, 0, 255);
     s.finish(kUnsupportedRuntimeKeys);
 }
 
@@ -435,6 +435,20 @@ RuntimeConfig loadConfig(const std::string& path) {
     std::ostringstream text;
     text << in.rdbuf();
     return parseConfig(text.str(), path);
+}
+
+void applyStaticSandboxSizing(RuntimeConfig& c, const PodResources& pod) {
+    if (!c.runtime.staticSandboxResourceMgmt) return;
+    uint64_t vcpus = c.runtime.staticSandboxDefaultWorkloadVcpus;
+    if (pod.cpuQuota > 0 && pod.cpuPeriod > 0)
+        vcpus = static_cast<uint64_t>((pod.cpuQuota + pod.cpuPeriod - 1) / pod.cpuPeriod);
+    uint64_t memMiB = c.runtime.staticSandboxDefaultWorkloadMemMiB;
+    if (pod.memoryBytes > 0) memMiB = (pod.memoryBytes + (1u << 20) - 1) >> 20;
+    auto& h = c.hypervisor;
+    h.defaultVcpus = static_cast<uint32_t>(std::min<uint64_t>(h.defaultVcpus + vcpus, 255));
+    if (h.defaultMaxVcpus && h.defaultMaxVcpus < h.defaultVcpus) h.defaultMaxVcpus = h.defaultVcpus;
+    h.defaultMemoryMiB = static_cast<uint32_t>(
+        std::min<uint64_t>(h.defaultMemoryMiB + memMiB, std::numeric_limits<uint32_t>::max()));
 }
 
 std::string agentKernelParams(const RuntimeConfig& config) {

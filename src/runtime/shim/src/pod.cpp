@@ -20,6 +20,22 @@ const grpc::LinuxNamespace* findNamespace(const grpc::Spec& spec, const std::str
     return nullptr;
 }
 
+// A number annotation; absent is 0, anything but a number is refused naming it.
+template <typename T>
+T numberAnnotation(const grpc::Spec& spec, const char* key, const std::string& cid) {
+    std::string v = annotation(spec, key);
+    if (v.empty()) return 0;
+    try {
+        size_t used = 0;
+        long long n = std::stoll(v, &used);
+        // A negative quota (-1) means "no limit": nothing asked.
+        if (used == v.size()) return n < 0 ? 0 : static_cast<T>(n);
+    } catch (const std::exception&) {
+    }
+    throw Error(StatusCode::kInvalidArgument, "create container " + cid + ": annotation " + key +
+                                                  "=\"" + v + "\" is not a number");
+}
+
 }  // namespace
 
 PodInfo podInfoFromSpec(const grpc::Spec& spec, const std::string& cid) {
@@ -40,6 +56,10 @@ PodInfo podInfoFromSpec(const grpc::Spec& spec, const std::string& cid) {
     if (type == "sandbox") {
         pod.role = PodRole::kSandbox;
         pod.sandboxId = cid;
+        pod.resources.cpuQuota = numberAnnotation<int64_t>(spec, kCriSandboxCpuQuota, cid);
+        pod.resources.cpuPeriod = numberAnnotation<int64_t>(spec, kCriSandboxCpuPeriod, cid);
+        pod.resources.cpuShares = numberAnnotation<uint64_t>(spec, kCriSandboxCpuShares, cid);
+        pod.resources.memoryBytes = numberAnnotation<uint64_t>(spec, kCriSandboxMemory, cid);
     } else if (type == "container") {
         pod.role = PodRole::kContainer;
         pod.sandboxId = annotation(spec, idKey);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "agent/oci.pb.h"
+#include "kata/config/config.h"
 
 namespace kata::shim {
 
@@ -17,6 +18,10 @@ inline constexpr const char* kCriSandboxName = "io.kubernetes.cri.sandbox-name";
 inline constexpr const char* kCriSandboxNamespace = "io.kubernetes.cri.sandbox-namespace";
 inline constexpr const char* kCriContainerName = "io.kubernetes.cri.container-name";
 inline constexpr const char* kCriImageName = "io.kubernetes.cri.image-name";
+inline constexpr const char* kCriSandboxCpuQuota = "io.kubernetes.cri.sandbox-cpu-quota";
+inline constexpr const char* kCriSandboxCpuPeriod = "io.kubernetes.cri.sandbox-cpu-period";
+inline constexpr const char* kCriSandboxCpuShares = "io.kubernetes.cri.sandbox-cpu-shares";
+inline constexpr const char* kCriSandboxMemory = "io.kubernetes.cri.sandbox-memory";
 // CRI-O's.
 inline constexpr const char* kCrioContainerType = "io.kubernetes.cri-o.ContainerType";
 inline constexpr const char* kCrioSandboxId = "io.kubernetes.cri-o.SandboxID";
@@ -38,6 +43,8 @@ struct PodInfo {
     std::string hostname;   // the sandbox spec's hostname
     // The container shares the sandbox's pid namespace (shareProcessNamespace).
     bool sharesPodPidns = false;
+    // What the pod asks for as a whole (sandbox containers only).
+    config::PodResources resources;
 };
 
 // Reads the role and the pod facts for container cid. Throws kInvalidArgument naming the

@@ -181,8 +181,12 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
             std::string explicitPath =
                 req.has_options() ? configPathFromOptions(req.options()) : "";
             config::RuntimeConfig cfg = opts_.loadConfig(explicitPath);
+            config::applyStaticSandboxSizing(cfg, pod.resources);
             if (opts_.debug || cfg.runtime.enableDebug) log::setLevel(log::Level::kDebug);
-            log.with("config", cfg.path).info("loaded configuration");
+            log.with("config", cfg.path)
+                .with("vcpus", std::to_string(cfg.hypervisor.defaultVcpus))
+                .with("memory-mib", std::to_string(cfg.hypervisor.defaultMemoryMiB))
+                .info("loaded configuration");
             for (const auto& w : cfg.warnings) log.warn("configuration " + cfg.path + ": " + w);
             log::setGlobalField("sandbox", sid);
 

@@ -128,3 +128,46 @@ TEST(PodInfo, DnsLinesComeFromTheResolvConfMount) {
     std::remove(path);
     EXPECT_TRUE(dnsLinesFromSpec(spec(R"({"ociVersion": "1.0.2"})")).empty());
 }
+
+TEST(PodInfo, SandboxSizingAnnotations) {
+    auto p = podInfoFromSpec(spec(podSpec(R"("io.kubernetes.cri.container-type": "sandbox",
+        "io.kubernetes.cri.sandbox-cpu-quota": "150000", "io.kubernetes.cri.sandbox-cpu-period": "100000",
+        "io.kubernetes.cri.sandbox-cpu-shares": "1536", "io.kubernetes.cri.sandbox-memory": "268435456")",
+                                          kAllNs)),
+                             "p1");
+    EXPECT_EQ(p.resources.cpuQuota, 150000);
+    EXPECT_EQ(p.resources.cpuPeriod, 100000);
+    EXPECT_EQ(p.resources.cpuShares, 1536u);
+    EXPECT_EQ(p.resources.memoryBytes, 268435456u);
+
+    config::RuntimeConfig c;
+    c.hypervisor.defaultVcpus = 1;
+    c.hypervisor.defaultMemoryMiB = 256;
+    config::applyStaticSandboxSizing(c, p.resources);
+    EXPECT_EQ(c.hypervisor.defaultVcpus, 1u) << "off by default: the VM is not resized";
+    c.runtime.staticSandboxResourceMgmt = true;
+    config::applyStaticSandboxSizing(c, p.resources);
+    EXPECT_EQ(c.hypervisor.defaultVcpus, 3u) << "1 + ceil(1.5)";
+    EXPECT_EQ(c.hypervisor.defaultMemoryMiB, 512u) << "256 + 256";
+
+    config::RuntimeConfig d;
+    d.runtime.staticSandboxResourceMgmt = true;
+    d.runtime.staticSandboxDefaultWorkloadMemMiB = 128;
+    d.runtime.staticSandboxDefaultWorkloadVcpus = 1;
+    d.hypervisor.defaultMemoryMiB = 256;
+    config::applyStaticSandboxSizing(d, {});
+    EXPECT_EQ(d.hypervisor.defaultVcpus, 2u) << "a pod that asks nothing gets the defaults";
+    EXPECT_EQ(d.hypervisor.defaultMemoryMiB, 384u);
+
+    try {
+        podInfoFromSpec(spec(podSpec(R"("io.kubernetes.cri.container-type": "sandbox",
+            "io.kubernetes.cri.sandbox-memory": "lots")",
+                                     kAllNs)),
+                        "p1");
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("io.kubernetes.cri.sandbox-memory=\"lots\""),
+                  std::string::npos)
+            << e.what();
+    }
+}

@@ -23,6 +23,18 @@ struct RuntimeSection {
     bool disableNewNetns = false;
     bool sandboxCgroupOnly = false;
     bool disableGuestSeccomp = true;
+    // Size the VM once, at creation, for what the pod asks (CRI's sandbox annotations), instead
+    // of hotplugging per container; the defaults are what a pod that asks nothing gets.
+    bool staticSandboxResourceMgmt = false;
+    uint32_t staticSandboxDefaultWorkloadMemMiB = 0;
+    uint32_t staticSandboxDefaultWorkloadVcpus = 0;
+};
+
+// The pod's own resources, from containerd's sandbox annotations (0 = not asked).
+struct PodResources {
+    int64_t cpuQuota = 0, cpuPeriod = 0;  // io.kubernetes.cri.sandbox-cpu-quota / -period
+    uint64_t cpuShares = 0;               // io.kubernetes.cri.sandbox-cpu-shares
+    uint64_t memoryBytes = 0;             // io.kubernetes.cri.sandbox-memory
 };
 
 struct FactoryConfig {
@@ -39,6 +51,11 @@ struct RuntimeConfig {
     FactoryConfig factory;
     std::vector<std::string> warnings;  // unknown keys etc., for the caller to log
 };
+
+// With static_sandbox_resource_mgmt: default_vcpus plus ceil(quota / period) vCPUs (or the
+// default workload vCPUs), default_memory plus the pod's memory (or the default workload
+// memory), in MiB rounded up. Changes nothing when the option is off.
+void applyStaticSandboxSizing(RuntimeConfig& config, const PodResources& pod);
 
 // The install prefix's defaults directory ("/opt/kata/share/defaults/kata-containers").
 std::string defaultsDir();
