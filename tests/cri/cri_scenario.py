@@ -154,7 +154,8 @@ class Scenario:
                       "security_context": {"namespace_options": {"network": "POD",
                                                                  "pid": "CONTAINER",
                                                                  "ipc": "POD"},
-                                           "no_new_privs": True}},
+                                           "no_new_privs": True,
+                                           "seccomp": {"profile_type": "RuntimeDefault"}}},
         }
         cfg.update(extra)
         return cfg
@@ -444,6 +445,38 @@ class Scenario:
         self.check("resources: over its memory limit a container is OOMKilled", oom_killed,
                    needs=("pod",))
 
+        def seccomp():
+            # A localhost profile that refuses mkdir: enforced for the container's processes.
+            profile = os.path.join(self.env["CRI_DIR"], "no-mkdir.json")
+            with open(profile, "w") as f:
+                f.write('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": '
+                        '["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}')
+            ns = {"network": "POD", "pid": "CONTAINER", "ipc": "POD"}
+            cid = self.create_and_start(
+                "sec", "sec", ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+                linux={"security_context": {"namespace_options": ns, "seccomp": {
+                    "profile_type": "Localhost", "localhost_ref": profile}}})
+            self.wait_for("sec running",
+                          lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
+            status = self.exec_sync(cid, ["grep", "^Seccomp:", "/proc/self/status"])
+            assert status.stdout.split() == [b"Seccomp:", b"2"], status.stdout
+            r = self.exec_sync(cid, ["mkdir", "/tmp/refused"])
+            assert r.exit_code != 0, "mkdir succeeded under a profile that refuses it"
+            assert b"not permitted" in r.stderr, r.stderr
+            ok = self.exec_sync(cid, ["touch", "/tmp/allowed"])
+            assert ok.exit_code == 0, ok.stderr
+            # RuntimeDefault (what the web container runs with): a filter is installed too.
+            d = self.exec_sync(self.state["web"], ["grep", "^Seccomp:", "/proc/self/status"])
+            assert d.stdout.split() == [b"Seccomp:", b"2"], d.stdout
+            self.cri.StopContainer(container_id=cid, timeout=10)
+            self.cri.RemoveContainer(container_id=cid)
+            self.state.pop("sec", None)
+            self.state.pop("sec_created", None)
+            return "localhost profile: mkdir refused (%s), touch allowed; runtime/default " \
+                "filter on the web container" % r.stderr.decode().strip()
+        self.check("security: seccomp profiles enforced (localhost and runtime/default)",
+                   seccomp, needs=("web",))
+
         def kernel():
             r = self.exec_sync(self.state["web"], ["uname", "-r"])
             guest = r.stdout.decode().strip()
@@ -574,7 +607,7 @@ class Scenario:
 
         def remove_containers():
             removed = 0
-            for key in ("web", "client", "oneshot", "hog"):
+            for key in ("web", "client", "oneshot", "hog", "sec"):
                 cid = self.state.get(key) or self.state.get(key + "_created")
                 if cid:
                     self.cri.RemoveContainer(container_id=cid)

@@ -171,7 +171,7 @@ TEST(Config, DefaultsApplyForAbsentKeys) {
     EXPECT_EQ(c.hypervisor.sharedFs, "virtio-9p");
     EXPECT_EQ(c.agent.dialTimeoutSec, 45u);
     EXPECT_EQ(c.runtime.internetworkingModel, "tcfilter");
-    EXPECT_TRUE(c.runtime.disableGuestSeccomp);
+    EXPECT_FALSE(c.runtime.disableGuestSeccomp) << "guest seccomp is on unless disabled";
     EXPECT_FALSE(c.factory.enableTemplate);
 }
 

@@ -13,7 +13,7 @@ namespace kata::shim {
 
 struct GuestSpecOptions {
     // runtime.disable_guest_seccomp: the guest kernel enforces no profile when true.
-    bool disableGuestSeccomp = true;
+    bool disableGuestSeccomp = false;
 };
 
 // A bind mount of a host path that must reach the guest through the share.

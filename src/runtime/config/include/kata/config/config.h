@@ -22,7 +22,7 @@ struct RuntimeSection {
     std::string internetworkingModel = "tcfilter";
     bool disableNewNetns = false;
     bool sandboxCgroupOnly = false;
-    bool disableGuestSeccomp = true;
+    bool disableGuestSeccomp = false;  // the guest enforces the containers' profiles
     // Size the VM once, at creation, for what the pod asks (CRI's sandbox annotations), instead
     // of hotplugging per container; the defaults are what a pod that asks nothing gets.
     bool staticSandboxResourceMgmt = false;
