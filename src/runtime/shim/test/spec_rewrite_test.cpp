@@ -58,7 +58,9 @@ TEST(SpecRewrite, HostBindMountsSkipSystemDestinations) {
 TEST(SpecRewrite, RewritesForTheGuest) {
     grpc::Spec spec = kata::oci::specFromJson(kSpec);
     auto binds = hostBindMounts(spec, "c1");
-    rewriteSpecForGuest(spec, "c1", binds, GuestSpecOptions{});
+    GuestSpecOptions noGuestSeccomp;
+    noGuestSeccomp.disableGuestSeccomp = true;  // disable_guest_seccomp = true drops the profile
+    rewriteSpecForGuest(spec, "c1", binds, noGuestSeccomp);
 
     EXPECT_EQ(spec.root().path(), "/run/kata-containers/shared/containers/c1/rootfs");
     EXPECT_FALSE(spec.has_hooks());
