@@ -862,3 +862,47 @@ TEST_F(ShimE2e, PodNetnsGivesTheGuestTheVethAddressAndTrafficFlowsBothWays) {
     EXPECT_EQ(after.out.find("ingress"), std::string::npos) << after.out;
     EXPECT_EQ(after.out.find("mirred"), std::string::npos) << after.out;
 }
+
+// A host block device in linux.devices (ctr run --device) is hot-plugged into the VM as
+// virtio-blk; what one sandbox writes to it a second sandbox (another VM) reads back.
+// Disabled: QMP accepts the device behind the pci-bridge, but the guest (minimal kernel, q35,
+// TCG) does not see it at PCI path 02/01 within the agent's hotplug timeout; the agent then
+// fails CreateContainer naming the device. Enable once the guest side is fixed.
+TEST_F(ShimE2e, DISABLED_BlockDeviceIsHotpluggedAndWhatOnePodWritesTheNextReads) {
+    const std::string c1 = id("blk-w"), c2 = id("blk-r");
+    const std::string img = w().tmp + "/blk-" + std::to_string(::getpid()) + ".img";
+    Result lo = sh("truncate -s 8M " + img + " && losetup --find --show " + img);
+    ASSERT_EQ(lo.status, 0) << lo.out;
+    const std::string dev = trim(lo.out);
+    struct LoopCleanup {
+        std::string dev, img;
+        ~LoopCleanup() { sh("losetup -d " + dev + "; rm -f " + img); }
+    } cleanup{dev, img};
+    const std::string token = "kata-block-" + std::to_string(::getpid());
+
+    Result wr = sh(w().run("--rm --device " + dev + " " + w().image + " " + c1 + " sh -c \"echo " +
+                           token + " | dd of=" + dev +
+                           " bs=512 conv=sync,fsync 2>/dev/null && ls -l " + dev + "\"") +
+                   " </dev/null");
+    ASSERT_EQ(wr.status, 0) << wr.out;
+    EXPECT_NE(wr.out.find("brw"), std::string::npos) << "no block device node: " << wr.out;
+    Result rd = sh(w().run("--rm --device " + dev + " " + w().image + " " + c2 +
+                           " sh -c \"dd if=" + dev + " bs=512 count=1 2>/dev/null | head -n 1\"") +
+                   " </dev/null");
+    EXPECT_EQ(rd.status, 0) << rd.out;
+    EXPECT_EQ(trim(rd.out), token);
+    // It went through to the host's device, not a copy.
+    EXPECT_EQ(trim(sh("head -c " + std::to_string(token.size()) + " " + img).out), token);
+    expectNothingLeft(c1);
+    expectNothingLeft(c2);
+}
+
+TEST_F(ShimE2e, CharacterDeviceIsRefusedNamingIt) {
+    const std::string c = id("chr");
+    Result r =
+        sh(w().run("--rm --device /dev/net/tun " + w().image + " " + c + " true") + " </dev/null");
+    EXPECT_NE(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find("/dev/net/tun"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("only block devices"), std::string::npos) << r.out;
+    expectNothingLeft(c);
+}

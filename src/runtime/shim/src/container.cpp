@@ -13,14 +13,16 @@ constexpr uint32_t kRemoveTimeoutSec = 10;
 }
 
 Container::Container(std::string id, std::string bundle, std::shared_ptr<AgentClient> agent,
-                     MountSet mounts, std::vector<std::string> sharedPaths, std::string hostDir)
+                     MountSet mounts, std::vector<std::string> sharedPaths, std::string hostDir,
+                     std::function<void()> releaseDevices)
     : id_(std::move(id)),
       bundle_(std::move(bundle)),
       agent_(std::move(agent)),
       log_(log::Logger("container").with("container", id_)),
       mounts_(std::move(mounts)),
       sharedPaths_(std::move(sharedPaths)),
-      hostDir_(std::move(hostDir)) {}
+      hostDir_(std::move(hostDir)),
+      releaseDevices_(std::move(releaseDevices)) {}
 
 Container::~Container() { destroy(false); }
 
@@ -73,6 +75,13 @@ void Container::destroy(bool guestAlive) {
             agent_->removeContainer(id_, kRemoveTimeoutSec);
         } catch (const Error& e) {
             log_.warn(std::string("remove container in the guest: ") + e.what());
+        }
+    }
+    if (releaseDevices_) {
+        try {
+            releaseDevices_();
+        } catch (const Error& e) {
+            log_.warn(std::string("unplug devices: ") + e.what());
         }
     }
     mounts_.unmountAll();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -22,8 +23,10 @@ class Container {
   public:
     // mounts/sharedPaths: what the sandbox made for it on the share; hostDir: the per-container
     // directory on the share (removed with it).
+    // releaseDevices: unplugs what was hot-plugged for it, after it is gone from the guest.
     Container(std::string id, std::string bundle, std::shared_ptr<AgentClient> agent,
-              MountSet mounts, std::vector<std::string> sharedPaths, std::string hostDir);
+              MountSet mounts, std::vector<std::string> sharedPaths, std::string hostDir,
+              std::function<void()> releaseDevices = {});
     ~Container();
     Container(const Container&) = delete;
     Container& operator=(const Container&) = delete;
@@ -59,6 +62,7 @@ class Container {
     MountSet mounts_;
     std::vector<std::string> sharedPaths_;
     std::string hostDir_;
+    std::function<void()> releaseDevices_;
     bool destroyed_ = false;
 };
 

@@ -6,6 +6,7 @@
 #include <sys/time.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "factory.h"
 #include "fs_share.h"
@@ -18,6 +19,17 @@ namespace kata::shim {
 namespace fs = std::filesystem;
 
 namespace {
+// The host's node for a block device number: /sys/dev/block/<major>:<minor>/uevent DEVNAME.
+std::string hostBlockDevice(int64_t major, int64_t minor) {
+    std::ifstream in("/sys/dev/block/" + std::to_string(major) + ":" + std::to_string(minor) +
+                     "/uevent");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("DEVNAME=", 0) == 0) return "/dev/" + line.substr(8);
+    }
+    return "";
+}
+
 bool isTmpfsPath(const std::string& path) {
     struct statfs st {};
     return ::statfs(path.c_str(), &st) == 0 && st.f_type == TMPFS_MAGIC;
@@ -270,6 +282,59 @@ void Sandbox::start(const SandboxSetup& setup) {
     }
 }
 
+std::vector<grpc::Device> Sandbox::plugBlockDevices(const grpc::Spec& spec, const std::string& cid,
+                                                    std::vector<std::string>& ids) {
+    std::vector<grpc::Device> out;
+    if (!spec.has_linux()) return out;
+    for (int i = 0; i < spec.linux().devices_size(); ++i) {
+        const grpc::LinuxDevice& d = spec.linux().devices(i);
+        const std::string field = "linux.devices[" + std::to_string(i) + "] " + d.path();
+        if (d.type() != "b") {
+            throw Error(StatusCode::kInvalidArgument,
+                        "create container " + cid + ": " + field + " (type \"" + d.type() +
+                            "\"): only block devices can be passed into the VM");
+        }
+        std::string host = hostBlockDevice(d.major(), d.minor());
+        if (host.empty()) {
+            throw Error(StatusCode::kNotFound,
+                        "create container " + cid + ": " + field + ": no host block device " +
+                            std::to_string(d.major()) + ":" + std::to_string(d.minor()));
+        }
+        std::string id;
+        std::string pciPath;
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            if (!vm_) throw Error(StatusCode::kFailedPrecondition, "sandbox " + id_ + ": no VM");
+            id = "blk" + std::to_string(nextDeviceId_++);
+            pciPath = vm_->hotplugBlockDevice(id, host, false);
+        }
+        ids.push_back(id);
+        grpc::Device dev;
+        dev.set_id(id);
+        dev.set_type("blk");
+        dev.set_vm_path(pciPath);
+        dev.set_container_path(d.path());
+        out.push_back(dev);
+        log_.with("container", cid)
+            .with("device", host)
+            .with("pci-path", pciPath)
+            .info("block device hot-plugged");
+    }
+    return out;
+}
+
+void Sandbox::unplugDevices(const std::vector<std::string>& ids) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!vm_ || vmDead_) return;
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+        try {
+            vm_->unplugDevice(*it);
+        } catch (const Error& e) {
+            log_.warn("unplug " + *it + ": " + e.what());
+        }
+    }
+}
+
 std::shared_ptr<Container> Sandbox::createContainer(const ContainerSetup& setup) {
     const std::string& cid = setup.id;
     auto agent = this->agent();
@@ -293,14 +358,49 @@ std::shared_ptr<Container> Sandbox::createContainer(const ContainerSetup& setup)
         fs::remove_all(hostDir, ec);
         throw;
     }
-    // From here on the container owns what was made; destroying it undoes a failed create.
-    auto container = std::make_shared<Container>(cid, setup.bundle, agent, std::move(mounts),
-                                                 std::move(sharedPaths), hostDir);
+    std::vector<std::string> deviceIds;
+    std::vector<grpc::Device> devices;
     try {
+        devices = plugBlockDevices(spec, cid, deviceIds);
+    } catch (...) {
+        unplugDevices(deviceIds);
+        mounts.unmountAll();
+        std::error_code ec;
+        for (const auto& p : sharedPaths) fs::remove(p, ec);
+        fs::remove_all(hostDir, ec);
+        throw;
+    }
+    // From here on the container owns what was made; destroying it undoes a failed create.
+    auto container = std::make_shared<Container>(
+        cid, setup.bundle, agent, std::move(mounts), std::move(sharedPaths), hostDir,
+        deviceIds.empty() ? std::function<void()>{} : [self = weak_from_this(), deviceIds] {
+            // After the sandbox stopped, the VM and its devices are gone.
+            if (auto sb = self.lock()) sb->unplugDevices(deviceIds);
+        });
+    try {
+        // The agent maps each device to its guest node (major:minor) in linux.devices and the
+        // device cgroup rules, in one pass; keep what it needs of them for that.
+        google::protobuf::RepeatedPtrField<grpc::LinuxDevice> keptDevices;
+        google::protobuf::RepeatedPtrField<grpc::LinuxDeviceCgroup> keptRules;
+        if (!devices.empty()) {
+            keptDevices = spec.linux().devices();
+            for (const auto& r : spec.linux().resources().devices()) {
+                for (const auto& d : keptDevices) {
+                    if (r.allow() && r.type() == "b" && r.major() == d.major() &&
+                        r.minor() == d.minor())
+                        *keptRules.Add() = r;
+                }
+            }
+        }
         GuestSpecOptions gopts;
         gopts.disableGuestSeccomp = cfg_.runtime.disableGuestSeccomp;
         rewriteSpecForGuest(spec, cid, binds, gopts);
+        if (!devices.empty()) {
+            *spec.mutable_linux()->mutable_devices() = keptDevices;
+            *spec.mutable_linux()->mutable_resources()->mutable_devices() = keptRules;
+        }
         grpc::CreateContainerRequest req;
+        for (const auto& d : devices) *req.add_devices() = d;
         for (auto& st : rewriteEmptyDirs(spec, isTmpfsPath)) *req.add_storages() = std::move(st);
         req.set_container_id(cid);
         req.set_exec_id(cid);

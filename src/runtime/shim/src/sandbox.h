@@ -56,7 +56,7 @@ struct SandboxSetup {
     bool sandboxPidns = false;     // containers may join the sandbox's pid namespace
 };
 
-class Sandbox {
+class Sandbox : public std::enable_shared_from_this<Sandbox> {
   public:
     Sandbox(std::string id, config::RuntimeConfig cfg, Paths paths, SandboxDeps deps);
     ~Sandbox();  // stop()s
@@ -70,8 +70,9 @@ class Sandbox {
     // Best-effort DestroySandbox, stops the VM, unmounts and removes the share tree. Idempotent.
     void stop();
 
-    // Mounts the container's rootfs and host bind mounts on the share, rewrites its spec for
-    // the guest and creates it there. On failure nothing of it is left.
+    // Mounts the container's rootfs and host bind mounts on the share, hot-plugs its block
+    // devices, rewrites its spec for the guest and creates it there. On failure nothing of it
+    // is left. The sandbox must be owned by a shared_ptr (the container unplugs through it).
     std::shared_ptr<Container> createContainer(const ContainerSetup& setup);
 
     // Called from the sandbox's OOM watcher thread with the id of each container that had an
@@ -94,6 +95,11 @@ class Sandbox {
 
   private:
     std::shared_ptr<AgentClient> agent() const;
+    // Hot-plugs the spec's block devices (linux.devices of type "b", found on the host by
+    // major:minor) as virtio-blk; returns the agent's Device entries and fills ids.
+    std::vector<grpc::Device> plugBlockDevices(const grpc::Spec& spec, const std::string& cid,
+                                               std::vector<std::string>& ids);
+    void unplugDevices(const std::vector<std::string>& ids);
 
     std::string id_;
     config::RuntimeConfig cfg_;
@@ -108,6 +114,7 @@ class Sandbox {
     std::function<void(const std::string&)> onOom_;
     std::thread oomWatcher_;
     bool vmDead_ = false;
+    unsigned nextDeviceId_ = 0;
     bool stopped_ = false;
 };
 
