@@ -521,10 +521,13 @@ void TaskService::kill(const task::KillRequest& req) {
         std::lock_guard<std::mutex> lk(mu_);
         Task* t = nullptr;
         auto p = findProc(req.id(), req.exec_id(), &t);
-        if (p->exited && !req.all()) {
+        // containerd's delete kills with all=true first and ignores NotFound: a finished
+        // process, or one whose VM is gone, must answer that rather than fail the delete.
+        const bool vmGone = !sandbox_ || !sandbox_->vmAlive();
+        if (p->exited || vmGone) {
             throw Error(StatusCode::kNotFound,
                         "kill " + req.id() + (req.exec_id().empty() ? "" : "/" + req.exec_id()) +
-                            ": process already finished");
+                            (vmGone ? ": the VM is gone" : ": process already finished"));
         }
         // An empty exec id makes the agent signal every process of the container.
         agentExecId = req.all() && req.exec_id().empty() ? "" : p->agentExecId;

@@ -598,6 +598,12 @@ TEST_F(TaskServiceTest, VmDeathEndsRunningProcessesWithNonZeroStatus) {
     w.set_id("c1");
     EXPECT_EQ(service_->wait(w).exit_status(), 255u);
     ASSERT_EQ(events_->exits.size(), 1u);
+    // containerd's delete kills with all=true first and ignores only NotFound.
+    task::KillRequest k;
+    k.set_id("c1");
+    k.set_signal(9);
+    k.set_all(true);
+    expectCode(StatusCode::kNotFound, [&] { service_->kill(k); });
     task::DeleteRequest d;
     d.set_id("c1");
     service_->remove(d);
