@@ -25,6 +25,10 @@
 #   cri_leftovers
 #       prints what cri_teardown should have removed and did not, and the runtime's leaks it
 #       had to remove; returns 1 if anything.
+#   cri_containerd_stop [SIGNAL] / cri_containerd_start / cri_containerd_pid
+#       stops (SIGTERM by default; waits until it is gone) and starts again (same config, log
+#       appended, waits for the CRI) the test's containerd, as a node's containerd restart does;
+#       prints its pid.
 #   cri_netns CMD...       runs CMD inside the test's network namespace
 #   cri_client ARGS...     runs cri_client.py (in the netns) against the test's containerd
 #   cri_ctr ARGS...        runs ctr against the test's containerd, namespace k8s.io
@@ -280,6 +284,74 @@ _cri_build_images() {
     { _cri_err "make-busybox-image.sh failed: $(tail -3 "$work/busybox.log")"; return 1; }
 }
 
+# Starts the test's containerd (in the test's netns, its output appended to DIR/containerd.log)
+# and waits until it answers on its socket.
+_cri_containerd_spawn() {
+  # nsenter --net (not `ip netns exec`): containerd must stay in the host's mount namespace, so
+  # that the mounts it makes under DIR can be seen, checked and unmounted from here.
+  PATH="$CRI_DIR/bin:$PATH" setsid nsenter --net="/run/netns/$CRI_NETNS" -- \
+    containerd --config "$CRI_DIR/containerd.toml" >>"$CRI_DIR/containerd.log" 2>&1 </dev/null &
+  for _ in $(seq 100); do
+    [ -S "$CRI_SOCKET" ] && cri_ctr version >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  cri_ctr version >/dev/null 2>&1 ||
+    { _cri_err "containerd did not come up: $(tail -5 "$CRI_DIR/containerd.log")"; return 1; }
+}
+
+# Waits until the cri plugin answers Version (it does once it has recovered its state) and
+# reports NetworkReady (once it has loaded our CNI config).
+_cri_wait_cri() {
+  cri_client wait 30 >/dev/null ||
+    { _cri_err "the CRI did not answer Version: $(grep -i -m3 'cri\|error' "$CRI_DIR/containerd.log")"; return 1; }
+  for _ in $(seq 50); do
+    cri_client Status '{}' 2>/dev/null | tr -d ' \n' |
+      grep -q '"reason":"NetworkPluginNotReady"' || break
+    sleep 0.2
+  done
+}
+
+# The test's containerd process (not a shim: their command lines do not name the config).
+cri_containerd_pid() {
+  local pid
+  for pid in $(_cri_pids_with_cmdline "$CRI_DIR/containerd.toml"); do
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = containerd ] && { echo "$pid"; return 0; }
+  done
+  return 1
+}
+
+# Stops the test's containerd the way a node's service manager does (SIGTERM by default), and
+# waits up to 30 s until it is gone. Its shims (and their VMs) go on running.
+cri_containerd_stop() { # [SIGNAL]
+  local sig=${1:-TERM} pid
+  pid=$(cri_containerd_pid) || { _cri_err "containerd is not running"; return 1; }
+  kill -"$sig" "$pid" || return 1
+  for _ in $(seq 300); do
+    [ "$(_cri_proc_start "$pid")" = "" ] && return 0
+    # A zombie (our child, not yet reaped) is gone as far as the test is concerned.
+    grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  _cri_err "containerd (pid $pid) did not exit within 30 s of SIG$sig"
+  return 1
+}
+
+# Starts the test's containerd again with the same config (after cri_containerd_stop), and
+# waits until its CRI answers again.
+cri_containerd_start() {
+  if [ -z "${CRI_DIR:-}" ] || [ ! -f "$CRI_DIR/containerd.toml" ]; then
+    _cri_err "cri_containerd_start: no cri_setup here (CRI_DIR=${CRI_DIR:-})"
+    return 1
+  fi
+  if cri_containerd_pid >/dev/null; then
+    _cri_err "containerd is already running"
+    return 1
+  fi
+  echo "---- cri_containerd_start $(date -u +%FT%T.%NZ) ----" >>"$CRI_DIR/containerd.log"
+  _cri_containerd_spawn || return 1
+  _cri_wait_cri
+}
+
 cri_setup() {
   local dir="" kata_shim="" kata_config=""
   while (($#)); do
@@ -347,30 +419,15 @@ cri_setup() {
   fi
   _cri_build_images || return 1
 
-  # nsenter --net (not `ip netns exec`): containerd must stay in the host's mount namespace, so
-  # that the mounts it makes under DIR can be seen, checked and unmounted from here.
-  PATH="$CRI_DIR/bin:$PATH" setsid nsenter --net="/run/netns/$CRI_NETNS" -- \
-    containerd --config "$CRI_DIR/containerd.toml" >"$CRI_DIR/containerd.log" 2>&1 </dev/null &
-  for _ in $(seq 100); do
-    [ -S "$CRI_SOCKET" ] && cri_ctr version >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  cri_ctr version >/dev/null 2>&1 ||
-    { _cri_err "containerd did not come up: $(tail -5 "$CRI_DIR/containerd.log")"; return 1; }
+  : >"$CRI_DIR/containerd.log"
+  _cri_containerd_spawn || return 1
 
   local img
   for img in pause busybox; do
     cri_ctr images import "$CRI_DIR/images/$img.tar" >"$CRI_DIR/images/$img.import.log" 2>&1 ||
       { _cri_err "ctr images import $img.tar failed: $(tail -3 "$CRI_DIR/images/$img.import.log")"; return 1; }
   done
-  cri_client wait 30 >/dev/null ||
-    { _cri_err "the CRI did not answer Version: $(grep -i -m3 'cri\|error' "$CRI_DIR/containerd.log")"; return 1; }
-  # The cri plugin reports NetworkReady once it has loaded our CNI config.
-  for _ in $(seq 50); do
-    cri_client Status '{}' 2>/dev/null | tr -d ' \n' |
-      grep -q '"reason":"NetworkPluginNotReady"' || break
-    sleep 0.2
-  done
+  _cri_wait_cri || return 1
   _cri_log "containerd (CRI) up in netns $CRI_NETNS, bridge $CRI_BRIDGE $CRI_SUBNET, handlers: $CRI_HANDLERS"
 }
 
@@ -508,6 +565,7 @@ cri_leftovers() {
 #   cri_test_pass MSG / cri_test_fail MSG
 #   cri_test_setup [cri_setup options]
 #   cri_test_scenario [cri_scenario.py options]
+#   cri_test_scenario_script SCRIPT [options]     the same with another scenario script
 
 # A test run records itself (pid and start time) in its work dir. A run that was SIGKILLed
 # (e.g. by a ctest timeout) could not tear down; the next run finds its owner gone and tears
@@ -561,19 +619,26 @@ cri_test_setup() {
 }
 
 cri_test_scenario() {
-  local line rc
+  cri_test_scenario_script "$_cri_here/cri_scenario.py" "$@"
+}
+
+# Runs SCRIPT (a Python scenario printing PASS:/FAIL: lines) in the test's netns, counting its
+# checks.
+cri_test_scenario_script() { # SCRIPT [ARGS...]
+  local script=$1 line rc
+  shift
   while IFS= read -r line; do
     echo "$line"
     case $line in
       PASS:*) CRI_TEST_PASSED=$((CRI_TEST_PASSED + 1)) ;;
       FAIL:*) CRI_TEST_FAILED=$((CRI_TEST_FAILED + 1)) ;;
     esac
-  done < <(cri_netns "$CRI_PYTHON" -u "$_cri_here/cri_scenario.py" "$@" 2>&1)
+  done < <(cri_netns "$CRI_PYTHON" -u "$script" "$@" 2>&1)
   wait $! 2>/dev/null
   rc=$?
   # A scenario that died without reporting a failure is a failure of its own.
   if [ "$rc" != 0 ] && [ "$CRI_TEST_FAILED" = 0 ]; then
-    cri_test_fail "scenario: cri_scenario.py exited with status $rc"
+    cri_test_fail "scenario: ${script##*/} exited with status $rc"
   fi
 }
 
