@@ -55,24 +55,7 @@ command -v qemu-system-x86_64 >/dev/null || {
 
 t_start=$SECONDS
 cri_test_init kata "$keep"
-# Guest assets, as e2e_setup makes them (cached under KATA_TEST_GUEST_DIR / KATA_CACHE_DIR).
-assets=${KATA_TEST_GUEST_DIR:-${KATA_CACHE_DIR:-/var/cache/kata-cpp}/e2e-assets}
-if ! out=$("$repo/tools/osbuilder/build-guest-assets.sh" --agent "$agent" --out-dir "$assets" \
-  --debug-console 2>"$CRI_TEST_WORK.assets.log"); then
-  cri_test_fail "setup: build-guest-assets.sh failed: $(tail -5 "$CRI_TEST_WORK.assets.log")"
-  exit 1
-fi
-rm -f "$CRI_TEST_WORK.assets.log"
-kernel=$(sed -n 's/^kernel=//p' <<<"$out")
-initrd=$(sed -n 's/^initrd=//p' <<<"$out")
-if [ -z "$kernel" ] || [ -z "$initrd" ]; then
-  cri_test_fail "setup: build-guest-assets.sh printed no kernel/initrd: $out"
-  exit 1
-fi
-e2e_write_kata_config "$CRI_TEST_WORK/configuration-qemu.toml" "$kernel" "$initrd"
-
-cri_test_setup --kata-shim "$shim" --kata-config "$CRI_TEST_WORK/configuration-qemu.toml" ||
-  exit 1
+cri_test_kata_setup "$agent" "$shim" || exit 1
 # The scenario runs in the test's netns: it looks for taps in the host's through this shell's.
 export CRI_HOST_NETNS_PID=$$
 # A pod is a VM booted under TCG here: allow waits several times longer than runc's.

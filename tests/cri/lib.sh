@@ -618,6 +618,29 @@ cri_test_setup() {
   return 1
 }
 
+# The kata world of a test: guest assets as e2e_setup makes them (cached under
+# KATA_TEST_GUEST_DIR / KATA_CACHE_DIR), a kata configuration written by tests/e2e/lib.sh's
+# e2e_write_kata_config (the caller sources it), then cri_test_setup with the kata handler.
+cri_test_kata_setup() { # AGENT SHIM
+  local agent=$1 shim=$2 assets out kernel initrd
+  assets=${KATA_TEST_GUEST_DIR:-${KATA_CACHE_DIR:-/var/cache/kata-cpp}/e2e-assets}
+  if ! out=$("$_cri_here/../../tools/osbuilder/build-guest-assets.sh" --agent "$agent" \
+    --out-dir "$assets" --debug-console 2>"$CRI_TEST_WORK.assets.log"); then
+    cri_test_fail "setup: build-guest-assets.sh failed: $(tail -5 "$CRI_TEST_WORK.assets.log")"
+    rm -f "$CRI_TEST_WORK.assets.log"
+    return 1
+  fi
+  rm -f "$CRI_TEST_WORK.assets.log"
+  kernel=$(sed -n 's/^kernel=//p' <<<"$out")
+  initrd=$(sed -n 's/^initrd=//p' <<<"$out")
+  if [ -z "$kernel" ] || [ -z "$initrd" ]; then
+    cri_test_fail "setup: build-guest-assets.sh printed no kernel/initrd: $out"
+    return 1
+  fi
+  e2e_write_kata_config "$CRI_TEST_WORK/configuration-qemu.toml" "$kernel" "$initrd"
+  cri_test_setup --kata-shim "$shim" --kata-config "$CRI_TEST_WORK/configuration-qemu.toml"
+}
+
 cri_test_scenario() {
   cri_test_scenario_script "$_cri_here/cri_scenario.py" "$@"
 }
