@@ -30,6 +30,7 @@ class PodNetwork {
     virtual const GuestNetwork& guest() const = 0;
 };
 
+// Returns the attached network (never null) or throws naming the netns and the device.
 using AttachNetworkFn = std::function<std::unique_ptr<PodNetwork>(const std::string& netnsPath)>;
 
 // The shipped implementation: every link of netnsPath that has addresses gets a tap and tc

@@ -137,11 +137,7 @@ void Sandbox::start(const SandboxSetup& setup) {
             if (!deps_.attachNetwork)
                 throw Error(StatusCode::kFailedPrecondition, "no pod network support");
             auto net = deps_.attachNetwork(setup.netnsPath);
-            if (!net) {
-                log_.warn("pod network in " + setup.netnsPath + " not attached: unsupported");
-            } else {
-                spec.nics = net->guest().nics;
-            }
+            spec.nics = net->guest().nics;
             {
                 std::lock_guard<std::mutex> lk(mu_);
                 network_ = std::move(net);
@@ -344,6 +340,8 @@ std::shared_ptr<Container> Sandbox::createContainer(const ContainerSetup& setup)
     auto binds = hostBindMounts(spec, cid);
     std::vector<std::string> sharedPaths;
     MountSet mounts;
+    std::vector<std::string> deviceIds;
+    std::vector<grpc::Device> devices;
     try {
         mounts = mountRootfs(setup.rootfs, setup.bundle, spec.root().path(), rootfsHost);
         for (const auto& b : binds) {
@@ -351,16 +349,6 @@ std::shared_ptr<Container> Sandbox::createContainer(const ContainerSetup& setup)
             sharedPaths.push_back(target);
             bindMount(b.hostSource, target, b.readonly, mounts);
         }
-    } catch (...) {
-        mounts.unmountAll();
-        std::error_code ec;
-        for (const auto& p : sharedPaths) fs::remove(p, ec);
-        fs::remove_all(hostDir, ec);
-        throw;
-    }
-    std::vector<std::string> deviceIds;
-    std::vector<grpc::Device> devices;
-    try {
         devices = plugBlockDevices(spec, cid, deviceIds);
     } catch (...) {
         unplugDevices(deviceIds);
