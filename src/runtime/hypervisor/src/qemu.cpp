@@ -282,15 +282,22 @@ class Qemu final : public Hypervisor {
         logFd.reset();
         writePidFile(pid);
 
-        qmp_ = connectQmp(pid, logPath, childGuard);
-        if (!spec_.templateState.empty()) {
+        if (spec_.templateState.empty()) {
+            qmp_ = connectQmp(pid, logPath, childGuard);
+        } else {
+            // QEMU may reject the stream before QMP is even up; either way the error names the
+            // template, which is what the user has to look at.
             try {
+                qmp_ = connectQmp(pid, logPath, childGuard);
                 restoreFromTemplate();
             } catch (const Error& e) {
                 std::this_thread::sleep_for(100ms);  // let QEMU finish its error message
+                std::string what = e.what();
+                const std::string said = lastLines(printable(readTail(logPath)), 10);
+                if (!said.empty() && what.find(said) == std::string::npos)
+                    what += "; QEMU said: " + said;
                 throw Error(e.code(), "restore VM " + spec_.sandboxId + " from template " +
-                                          spec_.templateState + ": " + e.what() + "; QEMU said: " +
-                                          lastLines(printable(readTail(logPath)), 10));
+                                          spec_.templateState + ": " + what);
             }
         }
         std::string status = qmp_->status();
