@@ -868,7 +868,7 @@ TEST_F(ShimE2e, PodNetnsGivesTheGuestTheVethAddressAndTrafficFlowsBothWays) {
 // Disabled: QMP accepts the device behind the pci-bridge, but the guest (minimal kernel, q35,
 // TCG) does not see it at PCI path 02/01 within the agent's hotplug timeout; the agent then
 // fails CreateContainer naming the device. Enable once the guest side is fixed.
-TEST_F(ShimE2e, DISABLED_BlockDeviceIsHotpluggedAndWhatOnePodWritesTheNextReads) {
+TEST_F(ShimE2e, BlockDeviceIsHotpluggedAndWhatOnePodWritesTheNextReads) {
     const std::string c1 = id("blk-w"), c2 = id("blk-r");
     const std::string img = w().tmp + "/blk-" + std::to_string(::getpid()) + ".img";
     Result lo = sh("truncate -s 8M " + img + " && losetup --find --show " + img);

@@ -136,10 +136,13 @@ std::vector<std::string> buildQemuCommandLine(const HypervisorConfig& config, co
     add({"-nographic", "-nodefaults", "-no-user-config", "-no-reboot"});
 
     // Hotplugged block devices go behind one bridge at a fixed root-bus slot, so their guest
-    // PCI path ("02/<slot>") is known without asking the guest.
+    // PCI path ("02/<slot>") is known without asking the guest. The firmware gives an empty
+    // bridge no I/O or memory window unless asked to reserve one; without it a hotplugged
+    // device is enumerated by ACPI but its BARs cannot be assigned and no driver binds.
     if (!microvm)
         add({"-device", std::string("pci-bridge,bus=pcie.0,id=") + kHotplugBridgeId +
-                            ",chassis_nr=1,shpc=off,addr=" + std::to_string(kHotplugBridgeSlot)});
+                            ",chassis_nr=1,shpc=off,addr=" + std::to_string(kHotplugBridgeSlot) +
+                            ",io-reserve=4k,mem-reserve=1m,pref64-reserve=1m"});
 
     add({"-chardev", "socket,id=qmp,path=" + paths.qmpSocket + ",server=on,wait=off", "-mon",
          "chardev=qmp,mode=control"});

@@ -92,7 +92,7 @@ TEST_F(CmdlineTest, DefaultIsQ35UnderTcgWithSerialAgentChannel9pShareQmpAndConso
         hasValue(args, "-device", "virtio-9p-pci,fsdev=extra-9p-kataShared,mount_tag=kataShared"));
     EXPECT_TRUE(hasValue(args, "-device",
                          "pci-bridge,bus=pcie.0,id=pci-bridge-0,chassis_nr=1,"
-                         "shpc=off,addr=2"));
+                         "shpc=off,addr=2,io-reserve=4k,mem-reserve=1m,pref64-reserve=1m"));
 }
 
 TEST_F(CmdlineTest, KvmUsesHostCpuWithConfiguredFeatures) {
