@@ -43,6 +43,7 @@ class Scenario:
         self.passed = 0
         self.failed = 0
         self.state = {}
+        self.loop_devices = []
         self.subnet = ipaddress.ip_network(self.env["CRI_SUBNET"])
         self.gateway = self.env["CRI_GATEWAY"]
         self.token = "kcri-token-%08x" % random.getrandbits(32)
@@ -121,7 +122,16 @@ class Scenario:
         return self.cri.ExecSync(container_id=cid, cmd=cmd, timeout=timeout,
                                  _timeout=timeout * self.args.time_scale + 30)
 
-    def pod_config(self):
+    def pod_config(self, name=None):
+        """The main pod's config; with `name`, a small pod of that name (no host port)."""
+        if name:
+            cfg = self.pod_config()
+            cfg["metadata"] = dict(cfg["metadata"], name=name, uid="uid-" + name)
+            cfg["hostname"] = name[-63:]
+            cfg["log_directory"] = os.path.join(self.env["CRI_LOG_DIR"], name)
+            cfg["port_mappings"] = []
+            cfg["labels"] = {"kcri-test": "1", "app": name}
+            return cfg
         return {
             "metadata": {"name": self.pod_name, "uid": self.pod_uid, "namespace": "kcri",
                          "attempt": 0},
@@ -586,6 +596,56 @@ class Scenario:
         self.check("ContainerStatus: exited container's exit code and reason", oneshot,
                    needs=("pod",))
 
+        def block_volume():
+            # A block-mode volume reaches the runtime as a device in the container config;
+            # a loop device over a file of the test stands in for the node's disk.
+            img = os.path.join(self.env["CRI_DIR"], "block-volume.img")
+            with open(img, "wb") as f:
+                f.truncate(8 << 20)
+            dev = subprocess.run(["losetup", "--find", "--show", img], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+            self.loop_devices.append(dev)
+            token = "kcri-block-" + self.token
+            steps = [("blk-writer", "echo %s | dd of=/dev/kblk bs=512 conv=sync,fsync "
+                      "2>/dev/null && ls -l /dev/kblk" % token),
+                     ("blk-reader", "dd if=/dev/kblk bs=512 count=1 2>/dev/null | head -n 1")]
+            out = []
+            for name, script in steps:
+                pod_name = "%s-%s" % (name, self.pod_uid[4:])
+                cfg = self.pod_config(pod_name)
+                pod = self.cri.RunPodSandbox(config=cfg, runtime_handler=self.handler,
+                                             _timeout=self.args.call_timeout *
+                                             self.args.time_scale).pod_sandbox_id
+                try:
+                    ccfg = self.container_config(name, ["/bin/sh", "-c", script], devices=[
+                        {"container_path": "/dev/kblk", "host_path": dev,
+                         "permissions": "rwm"}])
+                    cid = self.cri.CreateContainer(pod_sandbox_id=pod, config=ccfg,
+                                                   sandbox_config=cfg).container_id
+                    self.cri.StartContainer(container_id=cid)
+                    st = self.wait_for(name + " exited", lambda: (lambda s: s if s.state ==
+                                       A.CONTAINER_EXITED else None)(self.status(cid)), 60)
+                    with open(os.path.join(cfg["log_directory"], name, "0.log")) as f:
+                        lines = [ln.split(" stdout F ", 1)[1] for ln in f.read().splitlines()
+                                 if " stdout F " in ln]
+                    assert st.exit_code == 0, "%s: exit %d, output %r" % (name, st.exit_code,
+                                                                         lines)
+                    out.append(lines)
+                finally:
+                    self.cri.StopPodSandbox(pod_sandbox_id=pod,
+                                            _timeout=120 * self.args.time_scale)
+                    self.cri.RemovePodSandbox(pod_sandbox_id=pod)
+            assert out[0] and out[0][-1].startswith("b"), \
+                "no block device node in the writer: %r" % out[0]
+            assert out[1] == [token], "the second pod read %r, want %r" % (out[1], token)
+            with open(img, "rb") as f:
+                on_disk = f.read(len(token)).decode(errors="replace")
+            assert on_disk == token, "the host's device holds %r" % on_disk
+            return "%s: written by pod blk-writer, read back by pod blk-reader, on the host's " \
+                "device" % dev
+        self.check("volumes: a block device written in one pod is read in the next",
+                   block_volume, needs=("pod",))
+
         def stop_containers():
             done = []
             for key in ("web", "client"):
@@ -666,6 +726,8 @@ def main():
         s.run()
     finally:
         s.cri.close()
+        for dev in s.loop_devices:
+            subprocess.run(["losetup", "-d", dev], check=False)
     return 0 if s.failed == 0 else 1
 
 

@@ -491,13 +491,20 @@ cri_teardown() {
       _cri_log "teardown: cannot unmount $mp"
   done < <(_cri_mounts_under "$CRI_DIR")
 
-  # 4. The bridge and the netns.
+  # 4. Loop devices over files of the test (the scenario's block volume).
+  local loopdev
+  while read -r loopdev; do
+    [ -n "$loopdev" ] && { losetup -d "$loopdev" 2>/dev/null ||
+      _cri_log "teardown: losetup -d $loopdev failed"; }
+  done < <(_cri_loop_devices)
+
+  # 5. The bridge and the netns.
   if [ -n "${CRI_NETNS:-}" ] && [ -e "/run/netns/$CRI_NETNS" ]; then
     ip -n "$CRI_NETNS" link del "$CRI_BRIDGE" 2>/dev/null
     ip netns del "$CRI_NETNS" 2>/dev/null || _cri_log "teardown: ip netns del $CRI_NETNS failed"
   fi
 
-  # 5. libcni's cache: our network's entries and the loopback network's for our sandboxes.
+  # 6. libcni's cache: our network's entries and the loopback network's for our sandboxes.
   if [ -n "${CRI_NETWORK:-}" ]; then
     rm -f "$CRI_CNI_CACHE/results/$CRI_NETWORK"-*
     for sid in "${sandboxes[@]}"; do
@@ -508,7 +515,7 @@ cri_teardown() {
     fi
   fi
 
-  # 6. The pods' cgroups (every v1 hierarchy, and the unified one).
+  # 7. The pods' cgroups (every v1 hierarchy, and the unified one).
   if [ -n "${CRI_CGROUP_PARENT:-}" ]; then
     local cg
     for cg in /sys/fs/cgroup"$CRI_CGROUP_PARENT" /sys/fs/cgroup/*"$CRI_CGROUP_PARENT"; do
@@ -518,9 +525,18 @@ cri_teardown() {
   return 0
 }
 
+# Loop devices whose backing file lies under CRI_DIR.
+_cri_loop_devices() {
+  [ -n "${CRI_DIR:-}" ] || return 0
+  losetup --list --noheadings --output NAME,BACK-FILE 2>/dev/null |
+    awk -v d="$CRI_DIR/" 'index($2, d) == 1 { print $1 }'
+}
+
 cri_leftovers() {
   [ -n "${CRI_DIR:-}" ] || return 0
   local bad=0 what
+  what=$(_cri_loop_devices | tr '\n' ' ')
+  [ -z "$what" ] || { echo "loop devices over the test's files: $what"; bad=1; }
   what=$(_cri_mounts_under "$CRI_DIR")
   [ -z "$what" ] || { echo "mounts under $CRI_DIR: $what"; bad=1; }
   if [ -n "${CRI_NETNS:-}" ] && [ -e "/run/netns/$CRI_NETNS" ]; then
