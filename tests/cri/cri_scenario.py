@@ -24,6 +24,7 @@ import urllib.request
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cri_client import CriClient, CriError  # noqa: E402
+from cri_stream import StreamSession, exit_code  # noqa: E402
 
 CNI_RESULTS = "/var/lib/cni/results"
 
@@ -555,18 +556,61 @@ class Scenario:
         self.check("UpdateContainerResources: new memory limit applies", update,
                    needs=("web",))
 
-        def streaming_urls():
-            urls = [
-                self.cri.Exec(container_id=self.state["web"], cmd=["sh"], stdin=True,
-                              stdout=True).url,
-                self.cri.Attach(container_id=self.state["web"], stdout=True,
-                                stderr=True).url,
-                self.cri.PortForward(pod_sandbox_id=self.state["pod"], port=[8080]).url,
-            ]
-            for u in urls:
-                assert re.match(r"^https?://127\.0\.0\.1:\d+/", u), urls
-            return ", ".join(u.rsplit("/", 1)[0] + "/..." for u in urls)
-        self.check("Exec/Attach/PortForward: streaming URLs", streaming_urls, needs=("web",))
+        def stream_exec():
+            url = self.cri.Exec(container_id=self.state["web"], stdin=True, stdout=True,
+                                stderr=True, cmd=["sh", "-c", "read l; echo got:$l; "
+                                                  "echo to-stderr >&2; exit 5"]).url
+            assert re.match(r"^http://127\.0\.0\.1:\d+/exec/", url), url
+            with StreamSession(url) as st:
+                st.send_stdin(b"line-" + self.token.encode() + b"\n")
+                out = st.read(timeout=30 * self.args.time_scale)
+            assert out["stdout"] == b"got:line-%s\n" % self.token.encode(), out
+            assert out["stderr"] == b"to-stderr\n", out
+            code = exit_code(out["status"])
+            assert code == 5, out["status"]
+            # A terminal: the process sees a tty, of the size the client sets.
+            url = self.cri.Exec(container_id=self.state["web"], stdin=True, stdout=True,
+                                tty=True, cmd=["sh", "-c", "read l; test -t 1 && "
+                                               "echo tty:$(stty size)"]).url
+            with StreamSession(url) as st:
+                st.resize(91, 27)
+                time.sleep(0.5)
+                st.send_stdin(b"go\r")
+                tty = st.read(timeout=30 * self.args.time_scale)
+            assert b"tty:27 91" in tty["stdout"], tty
+            assert exit_code(tty["status"]) == 0, tty["status"]
+            return "stdin in, stdout %r, stderr %r, exit code %d; tty 91x27 seen" % (
+                out["stdout"], out["stderr"], code)
+        self.check("Exec through the streaming server: stdin, stdout, stderr, exit code, tty",
+                   stream_exec, needs=("web",))
+
+        def stream_attach():
+            cid = self.create_and_start(
+                "att", "att", ["/bin/sh", "-c", "echo ready; while read l; do echo echo:$l; "
+                               "done"], stdin=True)
+            self.wait_for("att running",
+                          lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
+            url = self.cri.Attach(container_id=cid, stdin=True, stdout=True, stderr=True).url
+            assert re.match(r"^http://127\.0\.0\.1:\d+/attach/", url), url
+            want = b"echo:attached-%s\n" % self.token.encode()
+            with StreamSession(url) as st:
+                st.send_stdin(b"attached-" + self.token.encode() + b"\n")
+                out = st.read(timeout=30 * self.args.time_scale,
+                              until=lambda o: want in o["stdout"])
+            assert want in out["stdout"], out
+            self.cri.StopContainer(container_id=cid, timeout=2)
+            self.cri.RemoveContainer(container_id=cid)
+            self.state.pop("att", None)
+            self.state.pop("att_created", None)
+            return "a line sent on stdin came back %r" % want
+        self.check("Attach through the streaming server: stdin in, stdout out", stream_attach,
+                   needs=("pod",))
+
+        def portforward_url():
+            u = self.cri.PortForward(pod_sandbox_id=self.state["pod"], port=[8080]).url
+            assert re.match(r"^http://127\.0\.0\.1:\d+/portforward/", u), u
+            return u.rsplit("/", 1)[0] + "/..."
+        self.check("PortForward: streaming URL", portforward_url, needs=("pod",))
 
         def list_containers():
             cs = self.cri.ListContainers(filter={"pod_sandbox_id": self.state["pod"]}).containers
@@ -667,7 +711,7 @@ class Scenario:
 
         def remove_containers():
             removed = 0
-            for key in ("web", "client", "oneshot", "hog", "sec"):
+            for key in ("web", "client", "oneshot", "hog", "sec", "att"):
                 cid = self.state.get(key) or self.state.get(key + "_created")
                 if cid:
                     self.cri.RemoveContainer(container_id=cid)
