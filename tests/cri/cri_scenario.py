@@ -27,6 +27,9 @@ from cri_client import CriClient, CriError  # noqa: E402
 from cri_stream import StreamSession, exit_code  # noqa: E402
 
 CNI_RESULTS = "/var/lib/cni/results"
+POD_MEMORY = 256 << 20
+# tests/e2e/lib.sh's kata configuration: default_memory = 512, default_vcpus 1.
+KATA_DEFAULT_MEMORY_MIB = 512
 
 
 class NotRun(Exception):
@@ -150,6 +153,10 @@ class Scenario:
                 "security_context": {
                     "namespace_options": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"},
                 },
+                # What the kubelet passes for a pod whose containers ask 256 MiB and 1 CPU in
+                # all; containerd turns it into the io.kubernetes.cri.sandbox-* annotations.
+                "resources": {"memory_limit_in_bytes": POD_MEMORY, "cpu_period": 100000,
+                              "cpu_quota": 100000},
             },
         }
 
@@ -501,6 +508,22 @@ class Scenario:
         self.check("kernel: uname -r in the container (%s)" %
                    ("differs from the host's" if self.handler == "kata"
                     else "is the host's"), kernel, needs=("web",))
+
+        def sizing():
+            mem = self.exec_sync(self.state["web"], ["sh", "-c",
+                                 "awk '/^MemTotal:/ {print $2}' /proc/meminfo; nproc"])
+            kib, cpus = (int(x) for x in mem.stdout.split())
+            # MemTotal is the VM's memory less what the kernel keeps for itself (tens of MiB).
+            want_mib = KATA_DEFAULT_MEMORY_MIB + (POD_MEMORY >> 20)
+            assert kib > (want_mib - 64) * 1024, "guest MemTotal %d KiB, want about %d MiB" % (
+                kib, want_mib)
+            assert kib <= want_mib * 1024, "guest MemTotal %d KiB over %d MiB" % (kib, want_mib)
+            assert cpus == 2, "guest has %d CPUs, want default_vcpus 1 + 1 for the pod" % cpus
+            return "VM of %d MiB (default_memory 512 + pod 256; MemTotal %d KiB), %d vCPUs" % (
+                want_mib, kib, cpus)
+        if self.handler == "kata":  # runc has no VM to size
+            self.check("sizing: the VM is default_memory/default_vcpus plus the pod's resources",
+                       sizing, needs=("web",))
 
         def log_file():
             path = os.path.join(self.log_dir, "web", "0.log")
