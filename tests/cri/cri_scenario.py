@@ -11,6 +11,7 @@ CRI_GATEWAY CRI_NETWORK CRI_LOG_DIR CRI_CGROUP_PARENT CRI_PAUSE_IMAGE CRI_BUSYBO
 """
 
 import argparse
+import glob
 import ipaddress
 import os
 import random
@@ -525,6 +526,37 @@ class Scenario:
             self.check("sizing: the VM is default_memory/default_vcpus plus the pod's resources",
                        sizing, needs=("web",))
 
+        def cgroup_only():
+            pod = self.state["pod"]
+            want = "%s/%s" % (self.env["CRI_CGROUP_PARENT"], pod)
+            found = {}
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        argv = f.read().split(b"\0")
+                    with open("/proc/%s/cgroup" % pid) as f:
+                        cgroups = f.read()
+                except OSError:
+                    continue
+                name = os.path.basename(argv[0].decode(errors="replace"))
+                if name.startswith("qemu-system") and ("sandbox-" + pod).encode() in argv:
+                    found["qemu"] = (pid, cgroups)
+                elif name == "containerd-shim-kata-v2" and pod.encode() in argv:
+                    found["shim"] = (pid, cgroups)
+            assert set(found) == {"qemu", "shim"}, "found %s" % sorted(found)
+            for what, (pid, cgroups) in found.items():
+                lines = [ln for ln in cgroups.splitlines() if ln.split(":", 2)[1] != "name=systemd"]
+                outside = [ln for ln in lines if not ln.split(":", 2)[2] == want]
+                assert not outside, "%s (pid %s) outside %s: %s" % (what, pid, want, outside)
+            self.state["pod_cgroup"] = want
+            return "shim %s and QEMU %s in %s in all %d hierarchies" % (
+                found["shim"][0], found["qemu"][0], want, len(lines))
+        if self.handler == "kata":
+            self.check("sandbox_cgroup_only: shim and QEMU in the pod's host cgroup",
+                       cgroup_only, needs=("pod",))
+
         def log_file():
             path = os.path.join(self.log_dir, "web", "0.log")
 
@@ -776,6 +808,12 @@ class Scenario:
                 raise AssertionError("PodSandboxStatus of a removed pod answered")
             except CriError as e:
                 assert e.code.name == "NOT_FOUND", e
+            if "pod_cgroup" in self.state:
+                left = [d for d in glob.glob("/sys/fs/cgroup/*" + self.state["pod_cgroup"]) +
+                        glob.glob("/sys/fs/cgroup" + self.state["pod_cgroup"])
+                        if os.path.isdir(d)]
+                assert not left, "the pod's cgroup is left: %s" % left
+                return "no pods left, the pod's host cgroup removed"
             return "no pods left"
         self.check("RemovePodSandbox: none left", remove_pod, needs=("pod",))
         return self.failed == 0

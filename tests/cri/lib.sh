@@ -654,8 +654,10 @@ cri_test_kata_setup() { # AGENT SHIM
     return 1
   fi
   e2e_write_kata_config "$CRI_TEST_WORK/configuration-qemu.toml" "$kernel" "$initrd"
-  # The pod's resources size its VM (the last section e2e_write_kata_config writes is [runtime]).
-  echo "static_sandbox_resource_mgmt = true" >>"$CRI_TEST_WORK/configuration-qemu.toml"
+  # The pod's resources size its VM (the last section e2e_write_kata_config writes is [runtime]),
+  # and the shim and QEMU run in the pod's cgroup, where the node accounts for them.
+  printf 'static_sandbox_resource_mgmt = true\nsandbox_cgroup_only = true\n' \
+    >>"$CRI_TEST_WORK/configuration-qemu.toml"
   cri_test_setup --kata-shim "$shim" --kata-config "$CRI_TEST_WORK/configuration-qemu.toml"
 }
 

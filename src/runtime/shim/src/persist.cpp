@@ -23,6 +23,7 @@ std::string encodeState(const SandboxState& s) {
     j["shareRoot"] = s.shareRoot;
     j["hypervisorPid"] = s.hypervisorPid;
     if (!s.netnsPath.empty()) j["netnsPath"] = s.netnsPath;
+    if (!s.hostCgroupPath.empty()) j["hostCgroupPath"] = s.hostCgroupPath;
     j["containers"] = nlohmann::json::object();
     for (const auto& [id, c] : s.containers) {
         j["containers"][id] = {{"id", c.id}, {"bundle", c.bundle}, {"mounts", c.mounts}};
@@ -40,6 +41,7 @@ SandboxState decodeState(const std::string& text, const std::string& what) {
         s.shareRoot = j.value("shareRoot", "");
         s.hypervisorPid = j.value("hypervisorPid", 0);
         s.netnsPath = j.value("netnsPath", "");
+        s.hostCgroupPath = j.value("hostCgroupPath", "");
         const nlohmann::json containers = j.value("containers", nlohmann::json::object());
         for (const auto& [id, c] : containers.items()) {
             ContainerState cs;

@@ -25,7 +25,8 @@ struct SandboxState {
     std::string vmRunDir;
     std::string shareRoot;  // /run/kata-containers/shared/sandboxes/<sid>
     pid_t hypervisorPid = 0;
-    std::string netnsPath;  // the pod's netns, where our taps and tc filters are
+    std::string netnsPath;       // the pod's netns, where our taps and tc filters are
+    std::string hostCgroupPath;  // sandbox_cgroup_only: the sandbox's cgroupsPath on the host
     std::map<std::string, ContainerState> containers;
 };
 

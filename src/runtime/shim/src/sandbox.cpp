@@ -159,6 +159,14 @@ void Sandbox::start(const SandboxSetup& setup) {
                 log_.warn("enable_template ignored: " + why);
             }
         }
+        if (cfg_.runtime.sandboxCgroupOnly && !setup.cgroupsPath.empty()) {
+            // Before QEMU is spawned: it (and virtiofsd) inherit the shim's cgroup.
+            auto cg = SandboxCgroup::enter(setup.cgroupsPath, cgroupHierarchies(readMountinfo()));
+            log_.with("cgroup", setup.cgroupsPath)
+                .info("sandbox_cgroup_only: shim and VM in the sandbox's cgroup");
+            std::lock_guard<std::mutex> lk(mu_);
+            hostCgroup_ = std::move(cg);
+        }
         auto vm = deps_.createHypervisor(cfg_.hypervisor, spec);
         vm->setExitCallback([this](const std::string& reason) {
             std::function<void(const std::string&)> cb;
@@ -409,6 +417,7 @@ void Sandbox::stop() {
     std::unique_ptr<hypervisor::Hypervisor> vm;
     std::shared_ptr<AgentClient> agent;
     std::unique_ptr<PodNetwork> network;
+    std::unique_ptr<SandboxCgroup> hostCgroup;
     bool dead;
     {
         std::lock_guard<std::mutex> lk(mu_);
@@ -417,6 +426,7 @@ void Sandbox::stop() {
         vm = std::move(vm_);
         agent = std::move(agent_);
         network = std::move(network_);
+        hostCgroup = std::move(hostCgroup_);
         dead = vmDead_;
     }
     StepTimer total, step;
@@ -438,6 +448,7 @@ void Sandbox::stop() {
         vm->stop(std::chrono::seconds(5));
         step.done(log_, "vm-stop", "VM stopped");
     }
+    hostCgroup.reset();  // the VM is gone: the shim leaves, the sandbox cgroup is removed
     if (network) {
         step.restart();
         network.reset();  // taps, qdiscs and filters leave the pod's netns

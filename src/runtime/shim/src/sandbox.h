@@ -14,6 +14,7 @@
 #include "agent_client.h"
 #include "container.h"
 #include "containerd/types/mount.pb.h"
+#include "host_cgroup.h"
 #include "kata/common/log.h"
 #include "kata/config/config.h"
 #include "kata/hypervisor/hypervisor.h"
@@ -54,6 +55,7 @@ struct SandboxSetup {
     std::string hostname;          // the guest's and every container's hostname
     std::vector<std::string> dns;  // resolv.conf lines for the guest
     bool sandboxPidns = false;     // containers may join the sandbox's pid namespace
+    std::string cgroupsPath;       // the sandbox container's linux.cgroupsPath (host side)
 };
 
 class Sandbox : public std::enable_shared_from_this<Sandbox> {
@@ -107,7 +109,8 @@ class Sandbox : public std::enable_shared_from_this<Sandbox> {
     SandboxDeps deps_;
     log::Logger log_;
     mutable std::mutex mu_;
-    std::unique_ptr<PodNetwork> network_;  // destroyed after the VM is stopped
+    std::unique_ptr<PodNetwork> network_;        // destroyed after the VM is stopped
+    std::unique_ptr<SandboxCgroup> hostCgroup_;  // sandbox_cgroup_only; left after the VM
     std::unique_ptr<hypervisor::Hypervisor> vm_;
     std::shared_ptr<AgentClient> agent_;
     std::function<void(const std::string&)> onVmExit_;

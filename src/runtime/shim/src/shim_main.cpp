@@ -22,6 +22,7 @@
 #include "containerd/runtime/task/v2/shim.pb.h"
 #include "events.h"
 #include "fs_share.h"
+#include "host_cgroup.h"
 #include "kata/common/error.h"
 #include "kata/common/log.h"
 #include "kata/common/version.h"
@@ -158,6 +159,15 @@ int runDelete(const ShimOptions& opts) {
                 network::detachAll(state->netnsPath);
             } catch (const Error& e) {
                 log.warn("clean up the pod network in " + state->netnsPath + ": " + e.what());
+            }
+        }
+        if (state && !state->hostCgroupPath.empty()) {
+            try {
+                std::string left =
+                    removeSandboxCgroup(state->hostCgroupPath, cgroupHierarchies(readMountinfo()));
+                if (!left.empty()) log.warn("remove the sandbox cgroup: " + left);
+            } catch (const Error& e) {
+                log.warn(std::string("remove the sandbox cgroup: ") + e.what());
             }
         }
         std::string problem = cleanupTree(paths.sandboxShareRoot(sid));

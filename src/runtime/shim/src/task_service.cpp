@@ -116,6 +116,7 @@ void TaskService::persistLocked() {
     s.shareRoot = opts_.paths.sandboxShareRoot(s.sandboxId);
     s.hypervisorPid = sandbox_->vmPid();
     s.netnsPath = netnsPath_;
+    s.hostCgroupPath = hostCgroupPath_;
     for (const auto& [id, c] : tasks_) {
         ContainerState cs;
         cs.id = id;
@@ -204,11 +205,15 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
                 std::lock_guard<std::mutex> lk(mu_);
                 sandbox_ = sb;
                 netnsPath_ = pod.netnsPath;
+                if (sb->config().runtime.sandboxCgroupOnly && spec.has_linux())
+                    hostCgroupPath_ = spec.linux().cgroupspath();
                 persistLocked();  // so `delete` finds the run dir if we die while booting
             }
             SandboxSetup setup;
             setup.netnsPath = pod.netnsPath;
             setup.hostname = pod.hostname;
+            if (sb->config().runtime.sandboxCgroupOnly && spec.has_linux())
+                setup.cgroupsPath = spec.linux().cgroupspath();
             if (pod.role == PodRole::kSandbox) {
                 setup.dns = dnsLinesFromSpec(spec);
                 setup.sandboxPidns = true;  // workload containers may share the pause's

@@ -87,7 +87,8 @@ class TaskService {
     mutable std::mutex mu_;
     std::condition_variable cv_;
     std::shared_ptr<Sandbox> sandbox_;
-    std::string netnsPath_;  // the sandbox's pod netns, persisted for `shim delete`
+    std::string netnsPath_;       // the sandbox's pod netns, persisted for `shim delete`
+    std::string hostCgroupPath_;  // sandbox_cgroup_only: its cgroupsPath, for `shim delete`
     std::map<std::string, std::unique_ptr<Task>> tasks_;
     std::function<void()> onShutdown_;
     bool shutdownRequested_ = false;
