@@ -17,6 +17,7 @@ import os
 import random
 import subprocess
 import re
+import shutil
 import sys
 import time
 import traceback
@@ -59,6 +60,8 @@ class Scenario:
         self.pod_uid = "uid-" + suffix
         self.pod_hostname = "kcri-host-" + suffix[:6]
         self.share = os.path.join(self.env["CRI_DIR"], "share")
+        self.configmap = os.path.join(self.env["CRI_DIR"], "kubelet", "pods", "uid-1", "volumes",
+                                      "kubernetes.io~configmap", "settings")
         # Where the kubelet keeps a pod's emptyDirs; the runtime recognises them by the path.
         vols = os.path.join(self.env["CRI_DIR"], "kubelet", "pods", "uid-1", "volumes",
                             "kubernetes.io~empty-dir")
@@ -193,6 +196,28 @@ class Scenario:
     def status(self, cid):
         return self.cri.ContainerStatus(container_id=cid).status
 
+    def write_configmap(self, value):
+        """Lays out (or updates) a configmap volume as the kubelet's atomic writer does: the
+        files in a timestamped dir, `..data` pointing at it (swapped by rename), and each key
+        a symlink through `..data`."""
+        os.makedirs(self.configmap, exist_ok=True)
+        old = None
+        data = os.path.join(self.configmap, "..data")
+        if os.path.islink(data):
+            old = os.path.join(self.configmap, os.readlink(data))
+        stamp = "..%s_%d" % (value, time.monotonic_ns())
+        os.makedirs(os.path.join(self.configmap, stamp))
+        with open(os.path.join(self.configmap, stamp, "mode"), "w") as f:
+            f.write(value + "\n")
+        tmp = os.path.join(self.configmap, "..data_tmp")
+        os.symlink(stamp, tmp)
+        os.rename(tmp, data)
+        key = os.path.join(self.configmap, "mode")
+        if not os.path.islink(key):
+            os.symlink("..data/mode", key)
+        if old:
+            shutil.rmtree(old)
+
     def cni_results(self):
         net = self.env["CRI_NETWORK"]
         pod = self.state.get("pod", "")
@@ -214,6 +239,7 @@ class Scenario:
                         self.empty_mem], check=True)
         with open(os.path.join(self.share, "hello.txt"), "w") as f:
             f.write("hello from the host\n")
+        self.write_configmap("first")
 
         def version():
             v = self.cri.Version(version="v1")
@@ -312,6 +338,8 @@ class Scenario:
                 working_dir="/tmp",
                 mounts=[{"container_path": "/share", "host_path": self.share,
                          "readonly": True, "propagation": "PROPAGATION_PRIVATE"},
+                        {"container_path": "/config", "host_path": self.configmap,
+                         "readonly": True},
                         {"container_path": "/cache", "host_path": self.empty_disk},
                         {"container_path": "/mem", "host_path": self.empty_mem}])
             self.wait_for("web running",
@@ -422,6 +450,20 @@ class Scenario:
             assert not os.path.exists(os.path.join(self.share, "written"))
             return "host file visible, write refused (exit %d)" % w.exit_code
         self.check("mounts: readonly host_path mount", mount_ro, needs=("web",))
+
+        def configmap_update():
+            r = self.exec_sync(self.state["web"], ["cat", "/config/mode"])
+            assert r.stdout == b"first\n", r
+            w = self.exec_sync(self.state["web"], ["sh", "-c", "echo x > /config/mode"])
+            assert w.exit_code != 0, "writing to the configmap volume succeeded"
+            t0 = time.monotonic()
+            self.write_configmap("second")
+            self.wait_for("the updated configmap in the container", lambda: self.exec_sync(
+                self.state["web"], ["cat", "/config/mode"]).stdout == b"second\n", 30)
+            return "read-only; the kubelet-style update (..data swapped) seen after %.1fs" % (
+                time.monotonic() - t0)
+        self.check("volumes: a configmap updated on the host is seen updated in the container",
+                   configmap_update, needs=("web",))
 
         def empty_dirs():
             for d in ("/cache", "/mem"):
