@@ -30,6 +30,11 @@ from cri_stream import StreamSession, exit_code  # noqa: E402
 
 CNI_RESULTS = "/var/lib/cni/results"
 POD_MEMORY = 256 << 20
+KUBELET_MASKED_PATHS = ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                        "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                        "/proc/scsi", "/sys/firmware"]
+KUBELET_READONLY_PATHS = ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                          "/proc/sysrq-trigger"]
 # tests/e2e/lib.sh's kata configuration: default_memory = 512, default_vcpus 1.
 KATA_DEFAULT_MEMORY_MIB = 512
 
@@ -154,6 +159,7 @@ class Scenario:
             "annotations": {"kcri.example/note": "cri end-to-end test"},
             "linux": {
                 "cgroup_parent": self.env["CRI_CGROUP_PARENT"],
+                "sysctls": {"kernel.shm_rmid_forced": "1"},
                 "security_context": {
                     "namespace_options": {"network": "POD", "pid": "CONTAINER", "ipc": "POD"},
                 },
@@ -538,6 +544,69 @@ class Scenario:
         self.check("security: seccomp profiles enforced (localhost and runtime/default)",
                    seccomp, needs=("web",))
 
+        def security_context():
+            ns = {"network": "POD", "pid": "CONTAINER", "ipc": "POD"}
+            loop = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+            user = self.create_and_start(
+                "secuser", "secuser", loop,
+                linux={"security_context": {
+                    "namespace_options": ns, "run_as_user": {"value": 1234},
+                    "run_as_group": {"value": 2345}, "supplemental_groups": [3456],
+                    "readonly_rootfs": True, "no_new_privs": True}})
+            caps = self.create_and_start(
+                "seccaps", "seccaps", loop,
+                linux={"security_context": {
+                    "namespace_options": ns,
+                    "capabilities": {"add_capabilities": ["NET_ADMIN"],
+                                     "drop_capabilities": ["CHOWN"]},
+                    # What the kubelet sends for procMount: Default.
+                    "masked_paths": KUBELET_MASKED_PATHS,
+                    "readonly_paths": KUBELET_READONLY_PATHS}})
+            for cid in (user, caps):
+                self.wait_for("security context containers running",
+                              lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
+            try:
+                ids = self.exec_sync(user, ["sh", "-c", "id -u; id -g; id -G"]).stdout.split()
+                assert ids[:2] == [b"1234", b"2345"], ids
+                assert b"3456" in ids[2:], "supplemental group 3456 missing: %s" % ids
+                ro = self.exec_sync(user, ["touch", "/etc/written"])
+                assert ro.exit_code != 0, "wrote to a read-only rootfs"
+                nnp = self.exec_sync(user, ["grep", "^NoNewPrivs:", "/proc/self/status"])
+                assert nnp.stdout.split() == [b"NoNewPrivs:", b"1"], nnp.stdout
+                st = self.exec_sync(caps, ["grep", "^CapEff:", "/proc/self/status"])
+                eff = int(st.stdout.split()[1], 16)
+                assert not eff & (1 << 0), "CAP_CHOWN not dropped: CapEff %x" % eff
+                assert eff & (1 << 12), "CAP_NET_ADMIN not added: CapEff %x" % eff
+                assert not eff & (1 << 21), "CAP_SYS_ADMIN without privileged: %x" % eff
+                # The CRI's default masked paths: those that exist are covered by a mount
+                # (/dev/null for a file, an empty read-only tmpfs for a directory).
+                masked = self.exec_sync(caps, ["sh", "-c", "for p in /proc/acpi /proc/kcore "
+                                               "/proc/keys /proc/timer_list /proc/sched_debug "
+                                               "/proc/scsi /sys/firmware; do [ -e $p ] || "
+                                               "continue; if [ -d $p ]; then n=$(ls -A $p | "
+                                               "wc -l); else n=$(wc -c < $p); fi; echo $p $n; "
+                                               "done"])
+                lines = masked.stdout.decode().splitlines()
+                assert lines, "none of the masked paths exists: %r" % masked
+                unmasked = [ln for ln in lines if ln.split()[1:] != ["0"]]
+                assert not unmasked, "not masked (path, size or entries): %s" % unmasked
+                rosys = self.exec_sync(caps, ["sh", "-c", "echo 1 > /proc/sys/vm/overcommit_memory"])
+                assert rosys.exit_code != 0, "/proc/sys is writable"
+                sysctl = self.exec_sync(caps, ["cat", "/proc/sys/kernel/shm_rmid_forced"])
+                assert sysctl.stdout.strip() == b"1", "pod sysctl kernel.shm_rmid_forced: %r" % (
+                    sysctl.stdout)
+            finally:
+                for key, cid in (("secuser", user), ("seccaps", caps)):
+                    self.cri.StopContainer(container_id=cid, timeout=10)
+                    self.cri.RemoveContainer(container_id=cid)
+                    self.state.pop(key, None)
+                    self.state.pop(key + "_created", None)
+            return "uid 1234 gid 2345 +3456, read-only rootfs, no_new_privs; CapEff %x (CHOWN " \
+                "dropped, NET_ADMIN added), %s masked, /proc/sys read-only, pod sysctl " \
+                "applied" % (eff, " ".join(ln.split()[0] for ln in lines))
+        self.check("security: run-as user/groups, read-only rootfs, capabilities, masked and "
+                   "read-only paths, sysctls", security_context, needs=("web",))
+
         def kernel():
             r = self.exec_sync(self.state["web"], ["uname", "-r"])
             guest = r.stdout.decode().strip()
@@ -808,7 +877,7 @@ class Scenario:
 
         def remove_containers():
             removed = 0
-            for key in ("web", "client", "oneshot", "hog", "sec", "att"):
+            for key in ("web", "client", "oneshot", "hog", "sec", "att", "secuser", "seccaps"):
                 cid = self.state.get(key) or self.state.get(key + "_created")
                 if cid:
                     self.cri.RemoveContainer(container_id=cid)
