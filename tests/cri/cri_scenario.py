@@ -856,6 +856,45 @@ class Scenario:
         self.check("volumes: a block device written in one pod is read in the next",
                    block_volume, needs=("pod",))
 
+        def shared_pidns():
+            # shareProcessNamespace: the kubelet asks pid POD for the pod and every container.
+            ns = {"network": "POD", "pid": "POD", "ipc": "POD"}
+            name = "pidns-" + self.pod_uid[4:]
+            cfg = self.pod_config(name)
+            cfg["linux"]["security_context"]["namespace_options"] = ns
+            pod = self.cri.RunPodSandbox(config=cfg, runtime_handler=self.handler,
+                                         _timeout=self.args.call_timeout *
+                                         self.args.time_scale).pod_sandbox_id
+            try:
+                cids = []
+                for cname, cmd in (("sleeper", ["sleep", "3600"]),
+                                   ("looker", ["sleep", "3601"])):
+                    ccfg = self.container_config(cname, cmd)
+                    ccfg["linux"]["security_context"]["namespace_options"] = ns
+                    cid = self.cri.CreateContainer(pod_sandbox_id=pod, config=ccfg,
+                                                   sandbox_config=cfg).container_id
+                    self.cri.StartContainer(container_id=cid)
+                    cids.append(cid)
+                for cid in cids:
+                    self.wait_for("pidns containers running",
+                                  lambda: self.status(cid).state == A.CONTAINER_RUNNING, 30)
+                r = self.exec_sync(cids[1], ["sh", "-c", "for p in /proc/[0-9]*; do echo "
+                                             "${p#/proc/} $(tr '\\0' ' ' < $p/cmdline); done"])
+                procs = dict(ln.split(" ", 1) for ln in r.stdout.decode().splitlines()
+                             if " " in ln)
+                cmdlines = [c.strip() for c in procs.values()]
+                assert "sleep 3600" in cmdlines, "the other container's process is not seen: " \
+                    "%s" % procs
+                init = procs.get("1", "").strip()
+                assert "pause" in init, "PID 1 is %r, not the sandbox's pause" % init
+            finally:
+                self.cri.StopPodSandbox(pod_sandbox_id=pod, _timeout=120 * self.args.time_scale)
+                self.cri.RemovePodSandbox(pod_sandbox_id=pod)
+            return "PID 1 is %r; the looker sees the sleeper's process among %d" % (
+                init, len(procs))
+        self.check("pod config: shareProcessNamespace puts the pod's containers in one pid "
+                   "namespace", shared_pidns, needs=("pod",))
+
         def stop_containers():
             done = []
             for key in ("web", "client"):
