@@ -254,6 +254,7 @@ void parseQemu(Section& s, hypervisor::HypervisorConfig& h) {
     s.string("virtio_fs_cache", h.virtioFsCache);
     s.oneOf("virtio_fs_cache", h.virtioFsCache, {"auto", "always", "never", "metadata"});
     s.uint("msize_9p", h.msize9p, 4096, 1048576);
+    s.uint("tcg_tb_size", h.tcgTbSizeMiB, 0, 4096);
     s.string("agent_channel", h.agentChannel);
     s.oneOf("agent_channel", h.agentChannel, {"auto", "serial", "vsock"});
     s.string("block_device_driver", h.blockDeviceDriver);

@@ -95,6 +95,7 @@ shared_fs = "virtio-fs"
 virtio_fs_daemon = "/usr/libexec/virtiofsd"
 virtio_fs_cache = "never"
 msize_9p = 16384
+tcg_tb_size = 64
 agent_channel = "serial"
 block_device_driver = "virtio-blk"
 enable_debug = true
@@ -142,6 +143,7 @@ TEST(Config, ParsesEveryImplementedKey) {
     EXPECT_EQ(h.virtioFsDaemon, "/usr/libexec/virtiofsd");
     EXPECT_EQ(h.virtioFsCache, "never");
     EXPECT_EQ(h.msize9p, 16384u);
+    EXPECT_EQ(h.tcgTbSizeMiB, 64u);
     EXPECT_EQ(h.agentChannel, "serial");
     EXPECT_TRUE(h.enableDebug);
     EXPECT_TRUE(h.disableNestingChecks);

@@ -13,6 +13,7 @@
 
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
+#include "kata/portforward/protocol.h"
 
 namespace kata::hypervisor {
 
@@ -73,6 +74,7 @@ QemuRunPaths QemuRunPaths::forRunDir(const std::string& runDir) {
     p.consoleLog = runDir + "/console.log";
     p.pidFile = runDir + "/pid";
     p.virtiofsSocket = runDir + "/vhost-fs.sock";
+    p.portForwardSocket = runDir + "/portforward.sock";
     return p;
 }
 
@@ -104,6 +106,8 @@ std::vector<std::string> buildQemuCommandLine(const HypervisorConfig& config, co
     if (microvm)
         // The ISA serial port carries the console; the RTC gives the guest wall time.
         add({"-machine", "microvm,accel=" + launch.accelerator + ",isa-serial=on,rtc=on"});
+    else if (launch.accelerator == "tcg" && config.tcgTbSizeMiB > 0)
+        add({"-machine", "q35", "-accel", "tcg,tb-size=" + std::to_string(config.tcgTbSizeMiB)});
     else
         add({"-machine", "q35,accel=" + launch.accelerator});
 
@@ -163,6 +167,15 @@ std::vector<std::string> buildQemuCommandLine(const HypervisorConfig& config, co
              "socket,id=agentch,path=" + paths.agentSocket + ",server=on,wait=off", "-device",
              std::string("virtserialport,bus=serial0.0,chardev=agentch,name=") +
                  kAgentChannelName});
+    }
+    if (spec.portForwardChannel) {
+        // With a vsock agent channel the port needs a virtio-serial controller of its own.
+        if (launch.agentChannel == "vsock")
+            add({"-device", virtioDevice(config, "virtio-serial") + ",id=serial0"});
+        add({"-chardev",
+             "socket,id=portfwd,path=" + paths.portForwardSocket + ",server=on,wait=off", "-device",
+             std::string("virtserialport,bus=serial0.0,chardev=portfwd,name=") +
+                 portforward::kSerialPortName});
     }
 
     if (!spec.sharedDir.empty() && config.sharedFs == "virtio-9p") {

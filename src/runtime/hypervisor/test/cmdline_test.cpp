@@ -57,10 +57,18 @@ class CmdlineTest : public ::testing::Test {
     QemuLaunchParams launch_;
 };
 
+TEST_F(CmdlineTest, TcgTbSizeZeroLeavesQemusDefault) {
+    config_.tcgTbSizeMiB = 0;
+    auto args = build();
+    EXPECT_TRUE(hasValue(args, "-machine", "q35,accel=tcg"));
+    EXPECT_EQ(std::find(args.begin(), args.end(), "-accel"), args.end());
+}
+
 TEST_F(CmdlineTest, DefaultIsQ35UnderTcgWithSerialAgentChannel9pShareQmpAndConsoleFile) {
     auto args = build();
     EXPECT_EQ(args[0], "/usr/bin/qemu-system-x86_64");
-    EXPECT_TRUE(hasValue(args, "-machine", "q35,accel=tcg"));
+    EXPECT_TRUE(hasValue(args, "-machine", "q35"));
+    EXPECT_TRUE(hasValue(args, "-accel", "tcg,tb-size=16"));
     EXPECT_TRUE(hasValue(args, "-cpu", "max"));
     EXPECT_TRUE(hasValue(args, "-smp", "1,maxcpus=4"));
     EXPECT_TRUE(hasValue(args, "-m", "512M,slots=10,maxmem=4096M"));
@@ -249,3 +257,33 @@ TEST_F(CmdlineTest, NicsAreTapNetdevsOnInheritedFdsWithTheVethsMacAndMtu) {
 }
 
 TEST_F(CmdlineTest, NoNicsNoNetdev) { EXPECT_FALSE(hasFlag(build(), "-netdev")); }
+
+TEST(PortForwardCmdlineTest, ThePortForwardChannelIsASecondSerialPortOnTheAgentsController) {
+    HypervisorConfig config;
+    VmSpec spec;
+    spec.sandboxId = "sb1";
+    spec.runDir = "/run/vc/vm/sb1";
+    QemuLaunchParams launch;
+    launch.agentChannel = "serial";
+    EXPECT_FALSE(anyValueContains(buildQemuCommandLine(config, spec, launch), "-device",
+                                  "kata.portforward.0"));
+    spec.portForwardChannel = true;
+    auto args = buildQemuCommandLine(config, spec, launch);
+    EXPECT_TRUE(
+        hasValue(args, "-chardev",
+                 "socket,id=portfwd,path=/run/vc/vm/sb1/portforward.sock,server=on,wait=off"));
+    EXPECT_TRUE(hasValue(args, "-device",
+                         "virtserialport,bus=serial0.0,chardev=portfwd,name=kata.portforward.0"));
+    auto serialControllers = [](const std::vector<std::string>& a) {
+        auto d = valuesOf(a, "-device");
+        return std::count(d.begin(), d.end(), "virtio-serial-pci,id=serial0");
+    };
+    EXPECT_EQ(serialControllers(args), 1);
+    // A vsock agent channel has no serial controller: the port brings its own.
+    launch.agentChannel = "vsock";
+    launch.vsockCid = 3;
+    args = buildQemuCommandLine(config, spec, launch);
+    EXPECT_EQ(serialControllers(args), 1);
+    EXPECT_TRUE(hasValue(args, "-device",
+                         "virtserialport,bus=serial0.0,chardev=portfwd,name=kata.portforward.0"));
+}

@@ -13,8 +13,9 @@ struct HypervisorConfig {
     std::string kernelParams;           // kernel_params (extra, appended)
     std::string machineType = "q35";    // machine_type: "q35" | "microvm"
     std::string accelerator = "auto";   // ours: "auto" | "kvm" | "tcg"
-    std::string firmware;               // firmware; empty = QEMU default
-    std::string cpuFeatures;            // cpu_features
+    uint32_t tcgTbSizeMiB = 16;  // ours, tcg_tb_size: TCG's translated-code cache; 0 = QEMU's
+    std::string firmware;        // firmware; empty = QEMU default
+    std::string cpuFeatures;     // cpu_features
     uint32_t defaultVcpus = 1, defaultMaxVcpus = 0;
     uint32_t defaultMemoryMiB = 2048, memorySlots = 10;
     std::string sharedFs = "virtio-9p";  // shared_fs: "virtio-9p" | "virtio-fs" | "none"
