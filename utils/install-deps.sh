@@ -11,6 +11,8 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   lld  # kata-agent's link packs its start-up code (src/agent/service/cmake/startup-order.txt)
   shellcheck  # the lint.shellcheck test (tools/lint/check-shell.sh)
+  # clang: the sanitizer + -Werror tree and the fuzzers (check.sanitize*, fuzz.*); clang-tidy
+  clang clang-tidy
   # guest assets
   qemu-system-x86 busybox-static cpio xz-utils zstd e2fsprogs kmod erofs-utils
   # optional minimal guest kernel (tools/packaging/kernel/build-kernel.sh)
@@ -19,6 +21,8 @@ PACKAGES=(
   containerd runc skopeo umoci iproute2 tmux procps psmisc
   # CRI tests: CNI plugins (portmap needs iptables), our CRI client (python3-grpcio)
   containernetworking-plugins iptables python3-grpcio python3-protobuf
+  # a local registry (image pull and kata-deploy payload tests), htpasswd, a test CA, manifests
+  docker-registry apache2-utils openssl python3-yaml
 )
 
 missing=()
