@@ -3,10 +3,17 @@
 #include <google/protobuf/empty.pb.h>
 
 #include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
 
 #include "agent/health.pb.h"
 #include "agent/image.pb.h"
 #include "kata/agent/network.h"
+#ifdef KATA_AGENT_IMAGE_PULL
+#include "kata/agent/image/puller.h"
+#endif
+#include "kata/agent/service/config.h"
 #include "kata/agent/service/guest.h"
 #include "kata/common/error.h"
 #include "kata/common/log.h"
@@ -60,6 +67,42 @@ void agentRpcEmpty(ttrpc::Server& server, const char* method, std::function<void
     });
 }
 
+// The bundle is <runDir>/<cid>/{config.json,rootfs}, where CreateContainer finds a pulled rootfs.
+grpc::PullImageResponse pullImage(const AgentConfig& cfg, const grpc::PullImageRequest& req) {
+#ifdef KATA_AGENT_IMAGE_PULL
+    const std::string& cid = req.container_id();
+    if (cid.empty() || cid == "." || cid == ".." || cid.find('/') != std::string::npos ||
+        cid.front() == '.')
+        throw Error(StatusCode::kInvalidArgument,
+                    "PullImage: invalid container id \"" + cid + "\"");
+    // One content store for the guest, so layers shared by containers are fetched once.
+    static std::mutex mu;
+    static std::map<std::string, std::unique_ptr<image::ImagePuller>> pullers;  // by run dir
+    image::ImagePuller* puller = nullptr;
+    {
+        std::lock_guard<std::mutex> g(mu);
+        auto& p = pullers[cfg.runDir];
+        if (!p) {
+            image::PullOptions o;
+            o.contentStoreDir = cfg.runDir + "/.image-store";
+            p = std::make_unique<image::ImagePuller>(std::move(o));
+        }
+        puller = p.get();
+    }
+    image::PullResult result =
+        puller->pull(req.image(), cfg.runDir + "/" + cid, req.source_creds());
+    grpc::PullImageResponse resp;
+    resp.set_image_ref(result.manifestDigest);
+    return resp;
+#else
+    (void)cfg;
+    (void)req;
+    throw Error(StatusCode::kUnimplemented,
+                "PullImage: this kata-agent was built without image pull (a static agent needs "
+                "static libcurl and libarchive; configure with -DKATA_AGENT_STATIC=OFF)");
+#endif
+}
+
 }  // namespace
 
 void registerServices(ttrpc::Server& server, Sandbox& sb) {
@@ -81,9 +124,7 @@ void registerServices(ttrpc::Server& server, Sandbox& sb) {
     // ---- grpc.Image ----
     add<grpc::PullImageRequest, grpc::PullImageResponse>(
         server, kImageServiceName, "PullImage",
-        [](const grpc::PullImageRequest&) -> grpc::PullImageResponse {
-            throw Error(StatusCode::kUnimplemented, "PullImage is not implemented yet");
-        });
+        [&sb](const grpc::PullImageRequest& r) { return pullImage(sb.config(), r); });
 
     // ---- grpc.AgentService: sandbox and containers ----
     agentRpcEmpty<grpc::CreateSandboxRequest>(server, "CreateSandbox",
