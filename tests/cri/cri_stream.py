@@ -12,6 +12,13 @@ JSON metav1.Status when the command ends ({"status": "Success"}, or "Failure" wi
         s.send_stdin(b"hello\\n")
         out = s.run_until_status(timeout=30)   # {"stdout": b, "stderr": b, "status": {...}}
         exit_code(out["status"])
+
+PortForward URLs speak the same subprotocol with other channels: for the i-th `?port=N` of the
+URL, channel 2i carries the connection's bytes both ways and 2i+1 the server's error text; the
+server opens each channel with the port number as two little-endian bytes. port_forward() sends
+one request through it and returns what came back:
+
+    got = port_forward(url, 8080, b"GET / HTTP/1.0\\r\\n\\r\\n")   # {"data": b, "error": b}
 """
 
 import base64
@@ -31,7 +38,7 @@ class StreamError(Exception):
 
 
 class StreamSession:
-    def __init__(self, url, timeout=30.0):
+    def __init__(self, url, timeout=30.0, protocol=PROTOCOL):
         u = urllib.parse.urlsplit(url)
         if u.scheme != "http":
             raise StreamError("%s: only http:// streaming URLs are supported here" % url)
@@ -41,7 +48,7 @@ class StreamSession:
         path = u.path + ("?" + u.query if u.query else "")
         req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n"
-               "Sec-WebSocket-Protocol: %s\r\n\r\n" % (path, u.netloc, key, PROTOCOL))
+               "Sec-WebSocket-Protocol: %s\r\n\r\n" % (path, u.netloc, key, protocol))
         self.sock.sendall(req.encode())
         head = self._read_until(b"\r\n\r\n").decode(errors="replace")
         status_line = head.split("\r\n", 1)[0]
@@ -49,9 +56,9 @@ class StreamSession:
             raise StreamError("%s: no WebSocket upgrade: %s" % (url, head.strip()))
         headers = {k.strip().lower(): v.strip() for k, _, v in
                    (line.partition(":") for line in head.split("\r\n")[1:] if line)}
-        if headers.get("sec-websocket-protocol") != PROTOCOL:
+        if headers.get("sec-websocket-protocol") != protocol:
             raise StreamError("%s: server chose subprotocol %r, not %s" % (
-                url, headers.get("sec-websocket-protocol"), PROTOCOL))
+                url, headers.get("sec-websocket-protocol"), protocol))
 
     def __enter__(self):
         return self
@@ -178,3 +185,38 @@ def exit_code(status):
             if cause.get("reason") == "ExitCode":
                 return int(cause["message"])
     raise ValueError("status without an exit code: %r" % status)
+
+
+def port_forward(url, port, request, timeout=30.0):
+    """Sends `request` to `port` through a PortForward streaming URL and reads until the server
+    closes the stream (the pod's side closed the connection). Returns {"data": bytes the port
+    answered, "error": the server's error text}, without the two port-number bytes that open
+    each channel; StreamError if a channel opens with another port."""
+    sep = "&" if "?" in url else "?"
+    got = {0: b"", 1: b""}
+    opened = set()
+    with StreamSession(url + sep + "port=%d" % port, timeout=timeout) as s:
+        s._send_frame(0x2, bytes([0]) + request)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StreamError("port %d: no end of stream after %.0fs (data %r, error %r)" % (
+                    port, timeout, got[0][:200], got[1]))
+            s.sock.settimeout(left)
+            try:
+                msg = s._recv_message()
+            except socket.timeout:
+                continue
+            if msg is None:
+                break
+            if not msg or msg[0] not in got:
+                continue
+            ch, body = msg[0], msg[1:]
+            if ch not in opened:
+                if len(body) < 2 or struct.unpack("<H", body[:2])[0] != port:
+                    raise StreamError("channel %d opened with %r, not port %d" % (ch, body, port))
+                opened.add(ch)
+                body = body[2:]
+            got[ch] += body
+    return {"data": got[0], "error": got[1]}

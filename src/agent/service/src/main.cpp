@@ -12,6 +12,7 @@
 #include "kata/agent/network.h"
 #include "kata/agent/service/config.h"
 #include "kata/agent/service/init.h"
+#include "kata/agent/service/port_forward.h"
 #include "kata/agent/service/rpc.h"
 #include "kata/agent/service/sandbox.h"
 #include "kata/common/error.h"
@@ -145,6 +146,7 @@ int main(int argc, char** argv) {
         }).detach();
 
         std::string addr = resolveServerAddr(cfg);
+        if (cfg.initMode) startPortForwardService(cfg);
         logger.info("agent started", {{"version", versionString()},
                                       {"server-addr", addr},
                                       {"init", cfg.initMode ? "true" : "false"}});

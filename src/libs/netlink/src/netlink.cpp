@@ -148,11 +148,18 @@ bool Socket::receive(uint32_t seq, const std::string& op, const std::string& wha
         n = ::recv(fd_.get(), buf_.get(), kReceiveBufferSize, 0);
     } while (n < 0 && errno == EINTR);
     if (n < 0) throwErrno(op, what);
-    int len = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(buf_.get()); NLMSG_OK(h, len);
-         h = NLMSG_NEXT(h, len)) {
-        if (h->nlmsg_seq != seq) continue;  // a late answer to an earlier request
-        if (fn(h)) return true;
+    // NLMSG_OK/NLMSG_NEXT by hand: the macros compare the u32 length with an int.
+    size_t left = static_cast<size_t>(n);
+    char* p = buf_.get();
+    while (left >= sizeof(nlmsghdr)) {
+        auto* h = reinterpret_cast<nlmsghdr*>(p);
+        if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > left) break;
+        // A late answer to an earlier request is skipped.
+        if (h->nlmsg_seq == seq && fn(h)) return true;
+        size_t step = NLMSG_ALIGN(h->nlmsg_len);
+        if (step >= left) break;
+        left -= step;
+        p += step;
     }
     return false;
 }

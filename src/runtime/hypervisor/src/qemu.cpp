@@ -385,6 +385,10 @@ class Qemu final : public Hypervisor {
         return "unix://" + paths_.agentSocket;
     }
 
+    std::string portForwardAddress() const override {
+        return spec_.portForwardChannel ? "unix://" + paths_.portForwardSocket : "";
+    }
+
     pid_t pid() const override { return pid_; }
     std::string consoleLogPath() const override { return paths_.consoleLog; }
 

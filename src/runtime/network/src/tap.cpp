@@ -37,7 +37,8 @@ UniqueFd createTap(const std::string& name, const std::string& what) {
     if (!fd) throwErrno("open /dev/net/tun for tap", what);
     ifreq ifr{};
     std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
-    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL;
+    // IFF_TUN_EXCL is 0x8000: the flags fill ifr_flags' 16 bits, which are a (signed) short.
+    ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_TUN_EXCL);
     if (::ioctl(fd.get(), TUNSETIFF, &ifr) != 0) throwErrno("create tap", what);
     return fd;
 }

@@ -167,6 +167,12 @@ void Sandbox::start(const SandboxSetup& setup) {
             std::lock_guard<std::mutex> lk(mu_);
             hostCgroup_ = std::move(cg);
         }
+        // CRI PortForward dials loopback in the pod netns; a restored VM has no such port.
+        spec.portForwardChannel = !setup.netnsPath.empty() && spec.templateState.empty();
+        if (!setup.netnsPath.empty() && !spec.portForwardChannel)
+            log_.warn(
+                "CRI PortForward unavailable for this pod: a VM restored from a template "
+                "has no port-forward channel");
         auto vm = deps_.createHypervisor(cfg_.hypervisor, spec);
         vm->setExitCallback([this](const std::string& reason) {
             std::function<void(const std::string&)> cb;
@@ -192,10 +198,11 @@ void Sandbox::start(const SandboxSetup& setup) {
         step.restart();
 
         const auto dialTimeout = std::chrono::seconds(cfg_.agent.dialTimeoutSec);
-        std::string address;
+        std::string address, portForwardAddress;
         {
             std::lock_guard<std::mutex> lk(mu_);
             address = vm_->agentAddress();
+            portForwardAddress = vm_->portForwardAddress();
         }
         std::shared_ptr<AgentClient> agent;
         try {
@@ -255,6 +262,11 @@ void Sandbox::start(const SandboxSetup& setup) {
         }
         agent->createSandbox(req);
         step.done(log_, "create-sandbox", "sandbox created in the guest");
+        if (spec.portForwardChannel) {
+            auto pf = PortForward::start(id_, setup.netnsPath, portForwardAddress);
+            std::lock_guard<std::mutex> lk(mu_);
+            portForward_ = std::move(pf);
+        }
         oomWatcher_ = std::thread([this, agent] {
             // Ends when the agent connection is closed (stop, or the VM died).
             for (;;) {
@@ -418,11 +430,13 @@ void Sandbox::stop() {
     std::shared_ptr<AgentClient> agent;
     std::unique_ptr<PodNetwork> network;
     std::unique_ptr<SandboxCgroup> hostCgroup;
+    std::unique_ptr<PortForward> portForward;
     bool dead;
     {
         std::lock_guard<std::mutex> lk(mu_);
         if (stopped_) return;
         stopped_ = true;
+        portForward = std::move(portForward_);
         vm = std::move(vm_);
         agent = std::move(agent_);
         network = std::move(network_);
@@ -430,6 +444,7 @@ void Sandbox::stop() {
         dead = vmDead_;
     }
     StepTimer total, step;
+    portForward.reset();  // the pod netns' loopback is the kernel's again
     if (agent) {
         if (!dead) {
             try {

@@ -20,6 +20,7 @@
 #include "kata/hypervisor/hypervisor.h"
 #include "paths.h"
 #include "pod_network.h"
+#include "port_forward.h"
 
 namespace kata::shim {
 
@@ -111,6 +112,7 @@ class Sandbox : public std::enable_shared_from_this<Sandbox> {
     mutable std::mutex mu_;
     std::unique_ptr<PodNetwork> network_;        // destroyed after the VM is stopped
     std::unique_ptr<SandboxCgroup> hostCgroup_;  // sandbox_cgroup_only; left after the VM
+    std::unique_ptr<PortForward> portForward_;   // CRI PortForward; null without a netns
     std::unique_ptr<hypervisor::Hypervisor> vm_;
     std::shared_ptr<AgentClient> agent_;
     std::function<void(const std::string&)> onVmExit_;

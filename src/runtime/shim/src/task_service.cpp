@@ -198,7 +198,7 @@ task::CreateTaskResponse TaskService::create(const task::CreateTaskRequest& req)
                 e.set_container_id(cid);
                 events_->publish(topics::kTaskOOM, e);
             });
-            sb->setVmExitHandler([this, log](const std::string& reason) {
+            sb->setVmExitHandler([log](const std::string& reason) {
                 log.error("the VM is gone; running processes exit with status 255: " + reason);
             });
             {

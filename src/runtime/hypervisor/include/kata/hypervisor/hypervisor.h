@@ -33,6 +33,8 @@ struct VmSpec {
     std::string templateState;
     // Cold-plugged virtio-net NICs (a VM restored from a template cannot have them).
     std::vector<NetDevice> nics;
+    // A second virtio-serial port, kata.portforward.0, for CRI PortForward into the guest.
+    bool portForwardChannel = false;
 };
 
 // Where a sandbox's VM lives on the host: /run/vc/vm/<sid>.
@@ -48,6 +50,9 @@ class Hypervisor {
     virtual void stop(std::chrono::milliseconds timeout) = 0;
     // For kata::ttrpc::dial: "unix:///run/vc/vm/<sid>/agent.sock" or "vsock://<cid>:1024".
     virtual std::string agentAddress() const = 0;
+    // The host end of the port-forward channel ("unix:///run/vc/vm/<sid>/portforward.sock"),
+    // "" when VmSpec::portForwardChannel was not asked for.
+    virtual std::string portForwardAddress() const { return ""; }
     virtual pid_t pid() const = 0;
     virtual std::string consoleLogPath() const = 0;
     virtual std::string consoleTail(size_t lines) const = 0;

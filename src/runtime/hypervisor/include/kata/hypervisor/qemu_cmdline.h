@@ -33,7 +33,7 @@ struct QemuLaunchParams {
 
 // Files QEMU uses inside the VM's run dir.
 struct QemuRunPaths {
-    std::string qmpSocket, agentSocket, consoleLog, pidFile, virtiofsSocket;
+    std::string qmpSocket, agentSocket, consoleLog, pidFile, virtiofsSocket, portForwardSocket;
     static QemuRunPaths forRunDir(const std::string& runDir);
 };
 
