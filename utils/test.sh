@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash utils/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+# Warnings are errors here; the ctest run below also builds a clang tree with -Werror and
+# address,undefined sanitizers (check.sanitize-build), runs the VM-free tests in it
+# (check.sanitize) and each fuzzer for KATA_FUZZ_SECONDS (fuzz.*), and lints (lint.*).
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKATA_WERROR=ON >/dev/null
 cmake --build build -j2
 # The guest kernel is built (minimal, ~9 min on 2 cores) or fetched (Debian's) once and cached
 # in ${KATA_CACHE_DIR:-/var/cache/kata-cpp}; doing it here keeps it out of any test's timeout.

@@ -30,7 +30,7 @@ uint64_t eventCount(const std::string& file, const std::string& key) {
 
 class OomWatcherV2 : public OomWatcher {
   public:
-    OomWatcherV2(std::string dir, std::function<void()> cb)
+    OomWatcherV2(const std::string& dir, std::function<void()> cb)
         : file_(dir + "/memory.events"), cb_(std::move(cb)) {
         ino_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
         stop_.reset(::eventfd(0, EFD_CLOEXEC));

@@ -178,6 +178,7 @@ void loadKernelModule(const grpc::KernelModule& module) {
     std::vector<std::string> args = {modprobe, name};
     for (const auto& p : module.parameters()) args.push_back(p);
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     pid_t pid = 0;
@@ -466,7 +467,7 @@ void Sandbox::appendGuestHooks(grpc::Spec* spec) {
 // shared-fs path /run/kata-containers/shared/containers/<cid>/rootfs as the shim sends it, or a
 // path relative to that container's shared directory) is bind-mounted there.
 std::string Sandbox::prepareBundle(const std::string& cid, grpc::Spec* spec, bool* boundRootfs) {
-    const std::string bundle = cfg_.runDir + "/" + cid;
+    std::string bundle = cfg_.runDir + "/" + cid;  // returned: not const, so it moves
     const std::string rootfs = bundle + "/rootfs";
     *boundRootfs = false;
     std::error_code ec;

@@ -158,7 +158,7 @@ struct Relay::Impl {
 };
 
 Relay::Relay(Role role, UniqueFd channel, std::string channelName, RelayOptions opts,
-             log::Logger log)
+             const log::Logger& log)
     : impl_(std::make_unique<Impl>()) {
     impl_->role = role;
     impl_->channel = std::move(channel);

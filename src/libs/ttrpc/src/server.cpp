@@ -101,7 +101,7 @@ class ServerStreamImpl : public ServerStream {
     bool gone_ = false;
 };
 
-void sendResponse(ServerConn& conn, uint32_t id, wire::Response resp) {
+void sendResponse(ServerConn& conn, uint32_t id, const wire::Response& resp) {
     try {
         try {
             conn.ch.writeFrame(id, wire::kTypeResponse, 0, wire::encodeResponse(resp));
@@ -127,7 +127,7 @@ void sendStatus(ServerConn& conn, uint32_t id, StatusCode code, const std::strin
     resp.hasStatus = true;
     resp.status.code = int32_t(code);
     resp.status.message = message;
-    sendResponse(conn, id, std::move(resp));
+    sendResponse(conn, id, resp);
 }
 
 }  // namespace
@@ -379,7 +379,7 @@ void Server::Impl::dispatchRequest(const std::shared_ptr<ServerConn>& conn, uint
                 resp.hasStatus = true;
                 resp.status = statusFromCurrentException(ctx->service + "/" + ctx->method);
             }
-            sendResponse(*conn, id, std::move(resp));
+            sendResponse(*conn, id, resp);
         });
         return;
     }
@@ -403,7 +403,7 @@ void Server::Impl::dispatchRequest(const std::shared_ptr<ServerConn>& conn, uint
             std::lock_guard<std::mutex> lock(conn->mu);
             conn->streams.erase(id);
         }
-        sendResponse(*conn, id, std::move(resp));
+        sendResponse(*conn, id, resp);
     });
 }
 

@@ -145,6 +145,7 @@ class ChildGuard {
 // kFirstPassedFd + i in the child. Exec failures are reported back through a close-on-exec pipe.
 pid_t spawn(const std::vector<std::string>& argv, int logFd, const std::vector<int>& passFds) {
     std::vector<char*> cargv;
+    cargv.reserve(argv.size() + 1);
     for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
     cargv.push_back(nullptr);
     if (passFds.size() > 32) throw Error(StatusCode::kInvalidArgument, "too many fds for QEMU");
@@ -154,7 +155,7 @@ pid_t spawn(const std::vector<std::string>& argv, int logFd, const std::vector<i
     UniqueFd errRead(errPipe[0]), errWrite(errPipe[1]);
     UniqueFd devNull(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     if (!devNull) throwErrno("open", "/dev/null");
-    const std::vector<int> fds = passFds;  // no allocation after fork
+    const std::vector<int>& fds = passFds;  // read only after fork: no allocation there
 
     pid_t pid = ::fork();
     if (pid < 0) throwErrno("fork for", argv[0]);

@@ -150,6 +150,7 @@ std::vector<IngressFilter> ingressFilters(netlink::Socket& nl, int ifindex,
         if (opts.count(TCA_U32_ACT)) readActions(opts[TCA_U32_ACT], f);
     }
     std::vector<IngressFilter> out;
+    out.reserve(byInfo.size());
     for (auto& [info, f] : byInfo) out.push_back(std::move(f));
     return out;
 }

@@ -113,6 +113,7 @@ int runStart(const ShimOptions& opts) {
 
     std::vector<std::string> args = serveArgs(opts, address);
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
 

@@ -219,6 +219,7 @@ void Installer::verifyHandlers(const std::vector<std::string>& present,
         return;
     }
     std::vector<std::string> names;
+    names.reserve(served.size());
     for (const auto& [n, t] : served) names.push_back(n);
     for (const auto& h : present)
         if (!served.count(h))
@@ -263,6 +264,7 @@ void Installer::labelNode(bool set, bool mustSucceed) const {
 void Installer::install() {
     const auto cls = classes();
     std::vector<std::string> handlers;
+    handlers.reserve(cls.size());
     for (const auto& c : cls) handlers.push_back(c.handler);
 
     // ---- checks: nothing is changed until all of them pass

@@ -52,6 +52,7 @@ RunResult run(const std::vector<std::string>& argv, int timeoutSeconds) {
     UniqueFd errR(errPipe[0]), errW(errPipe[1]);
 
     std::vector<char*> args;
+    args.reserve(argv.size() + 1);
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
 

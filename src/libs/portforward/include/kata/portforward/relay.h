@@ -55,7 +55,7 @@ class Relay {
   public:
     // channelName names the channel in logs ("/dev/vport1p2", "unix:///run/vc/vm/<sid>/pf.sock").
     Relay(Role role, UniqueFd channel, std::string channelName, RelayOptions opts = {},
-          log::Logger log = log::Logger("portforward"));
+          const log::Logger& log = log::Logger("portforward"));
     ~Relay();  // stop()s
     Relay(const Relay&) = delete;
     Relay& operator=(const Relay&) = delete;
