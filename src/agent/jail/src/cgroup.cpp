@@ -9,6 +9,7 @@
 
 #include "kata/common/error.h"
 #include "kata/common/log.h"
+#include "kata/common/mountinfo.h"
 #include "util.h"
 
 namespace kata::jail {
@@ -19,15 +20,9 @@ namespace {
 std::string unifiedMountPoint() {
     std::string v2;
     bool anyV1 = false;
-    for (const auto& line : split(readFile("/proc/self/mountinfo"), '\n')) {
-        auto dash = line.find(" - ");
-        if (dash == std::string::npos) continue;
-        auto fields = split(line.substr(0, dash), ' ');
-        auto tail = split(line.substr(dash + 3), ' ');
-        if (fields.size() < 5 || tail.empty()) continue;
-        if (tail[0] == "cgroup2" && v2.empty()) v2 = fields[4];
-        if (tail[0] == "cgroup" && tail.size() >= 3 && tail[2].find("name=") == std::string::npos)
-            anyV1 = true;
+    for (const auto& m : readMountinfo()) {
+        if (m.fsType == "cgroup2" && v2.empty()) v2 = m.mountPoint;
+        if (m.fsType == "cgroup" && m.superOptions.find("name=") == std::string::npos) anyV1 = true;
     }
     if (anyV1) return "";
     if (v2.empty()) throw Error(StatusCode::kFailedPrecondition, "no cgroup filesystem is mounted");

@@ -18,6 +18,7 @@
 #include "kata/common/error.h"
 #include "kata/common/fd.h"
 #include "kata/common/log.h"
+#include "kata/common/mountinfo.h"
 #include "util.h"
 
 namespace kata::jail {
@@ -283,16 +284,12 @@ class CgroupV1 : public Cgroup {
             auto f = split(l, ':');
             if (f.size() >= 3) self[f[1]] = l.substr(f[0].size() + f[1].size() + 2);
         }
-        for (const auto& line : split(readFile("/proc/self/mountinfo"), '\n')) {
-            auto dash = line.find(" - ");
-            if (dash == std::string::npos) continue;
-            auto fields = split(line.substr(0, dash), ' ');
-            auto tail = split(line.substr(dash + 3), ' ');
-            if (fields.size() < 5 || tail.size() < 3 || tail[0] != "cgroup") continue;
+        for (const auto& m : readMountinfo()) {
+            if (m.fsType != "cgroup") continue;
             Hierarchy h;
-            h.root = fields[3];
-            h.mountPoint = fields[4];
-            for (const auto& o : split(tail[2], ','))
+            h.root = m.root;
+            h.mountPoint = m.mountPoint;
+            for (const auto& o : split(m.superOptions, ','))
                 if (kKnownControllers.count(o)) h.controllers.push_back(o);
             if (h.controllers.empty()) continue;
             bool dup =

@@ -13,6 +13,7 @@
 
 #include "kata/common/error.h"
 #include "kata/common/log.h"
+#include "kata/common/mountinfo.h"
 
 namespace kata::shim {
 
@@ -24,29 +25,6 @@ void mkdirs(const std::string& dir) {
     std::error_code ec;
     fs::create_directories(dir, ec);
     if (ec) throw SystemError("create directory", dir, ec.value());
-}
-
-// Decodes the octal escapes mountinfo uses for spaces and the like ("\\040").
-std::string unescapeMountinfo(const std::string& s) {
-    std::string out;
-    for (size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '\\' && i + 3 < s.size()) {
-            bool ok = true;
-            int v = 0;
-            for (size_t k = 1; k <= 3; ++k) {
-                char c = s[i + k];
-                if (c < '0' || c > '7') ok = false;
-                v = v * 8 + (c - '0');
-            }
-            if (ok) {
-                out.push_back(static_cast<char>(v));
-                i += 3;
-                continue;
-            }
-        }
-        out.push_back(s[i]);
-    }
-    return out;
 }
 
 void doMount(const std::string& type, const std::string& source, const std::string& target,
@@ -142,14 +120,9 @@ void bindMount(const std::string& source, const std::string& target, bool readon
 }
 
 std::vector<std::string> mountsUnder(const std::string& prefix) {
-    std::ifstream in("/proc/self/mountinfo");
     std::vector<std::string> out;
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream ls(line);
-        std::string id, parent, devno, root, mp;
-        ls >> id >> parent >> devno >> root >> mp;
-        mp = unescapeMountinfo(mp);
+    for (const auto& m : readMountinfo()) {
+        const std::string& mp = m.mountPoint;
         if (mp == prefix || mp.rfind(prefix + "/", 0) == 0) out.push_back(mp);
     }
     // mountinfo lists in mount order; deeper paths and later mounts go first.
